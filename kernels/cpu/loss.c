@@ -31,8 +31,7 @@ void tl_cpu_cross_entropy_bwd(const float *logits, const int32_t *targets, const
     if (targets[n] == ignore_index) continue;
     const float *row = logits + n * V;
     float *drow = dlogits + n * V;
-    float m = lse[n];
-    for (int64_t v = 0; v < V; v++) drow[v] += scale * expf(row[v] - m);
+    tl_cpu_row_exp_add(row, lse[n], scale, drow, V);
     drow[targets[n]] -= scale;
   }
 }
