@@ -23,7 +23,9 @@ void tl_adamw_step(tl_adamw *opt, tl_params *p, double lr) {
   // Scalars of this update, in f32 like the moments (c1, c2: bias corrections).
   double c1 = opt->bias_correction ? 1.0 - pow(opt->beta1, (double)opt->t) : 1.0;
   double c2 = opt->bias_correction ? 1.0 - pow(opt->beta2, (double)opt->t) : 1.0;
+  // 1 - beta in double first: 1 - 0.999f would be off by 5e-5 relative.
   const float b1 = (float)opt->beta1, b2 = (float)opt->beta2, eps = (float)opt->eps;
+  const float omb1 = (float)(1.0 - opt->beta1), omb2 = (float)(1.0 - opt->beta2);
   const float step_size = (float)(lr / c1), sqrt_c2 = (float)sqrt(c2);
   const float keep_decay = (float)(1.0 - lr * opt->weight_decay);
 
@@ -41,8 +43,8 @@ void tl_adamw_step(tl_adamw *opt, tl_params *p, double lr) {
     const float keep = info->no_decay ? 1.0f : keep_decay;
 #pragma omp for schedule(static) nowait
     for (int64_t i = 0; i < n; i++) {
-      float mi = b1 * m[i] + (1.0f - b1) * g[i];
-      float vi = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
+      float mi = b1 * m[i] + omb1 * g[i];
+      float vi = b2 * v[i] + omb2 * g[i] * g[i];
       m[i] = mi;
       v[i] = vi;
       w[i] = w[i] * keep - step_size * mi / (sqrtf(vi) / sqrt_c2 + eps);
