@@ -1,0 +1,204 @@
+// attention.c: scaled dot-product attention, one (batch, head) per task.
+//
+// Per (b, h): S = scale * Q K^T with sgemm into a T x S scratch, masked
+// softmax row by row (its logsumexp saved), dropout, then O = P V with sgemm.
+// Backward rebuilds P from the saved logsumexp, so forward stores nothing of
+// size T x S. Tasks run in an OpenMP loop, each calling a single-threaded sgemm:
+// the OpenMP build of OpenBLAS runs one thread when called inside a parallel
+// region (num_cpu_avail checks omp_in_parallel), so the two never oversubscribe.
+// We do not call openblas_set_num_threads: in that build it also sets the
+// OpenMP thread count for the whole process.
+#include "kernels/cpu/attention.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "core/rng.h"
+#include "kernels/cpu/softmax.h"
+
+// One (batch, head)'s view of the strided inputs.
+typedef struct head_view {
+  const float *q, *k, *v; // [T, D] rows q_stride[2] apart; k, v [S, D]
+  int64_t ldq, ldk, ldv;
+  const int32_t *key_mask; // [S] or NULL
+  uint64_t counter;        // Philox counter of element (t = 0, j = 0)
+} head_view;
+
+static head_view view_of(const tl_cpu_attn *a, int64_t b, int64_t h) {
+  int64_t kvh = h / (a->Hq / a->Hkv); // grouped-query: Hq / Hkv query heads per kv head
+  head_view hv;
+  hv.q = a->q + b * a->q_stride[0] + h * a->q_stride[1];
+  hv.k = a->k + b * a->k_stride[0] + kvh * a->k_stride[1];
+  hv.v = a->v + b * a->v_stride[0] + kvh * a->v_stride[1];
+  hv.ldq = a->q_stride[2], hv.ldk = a->k_stride[2], hv.ldv = a->v_stride[2];
+  hv.key_mask = a->key_mask ? a->key_mask + b * a->S : NULL;
+  hv.counter = a->offset + (uint64_t)((b * a->Hq + h) * a->T) * (uint64_t)a->S;
+  return hv;
+}
+
+// Keys [0, limit) of query row t survive the causal mask; padding keys inside
+// that range are set to -inf so the softmax gives them exactly 0.
+static int64_t mask_row(const tl_cpu_attn *a, const head_view *hv, int64_t t, float *row) {
+  int64_t limit = a->causal ? t + 1 : a->S;
+  if (hv->key_mask)
+    for (int64_t j = 0; j < limit; j++)
+      if (!hv->key_mask[j]) row[j] = -INFINITY;
+  return limit;
+}
+
+// Dropout multipliers of row t: 0 with probability p, else 1 / (1 - p), from
+// Philox at counter (row start + j) by the mapping in core/rng.h.
+static void dropout_row(const tl_cpu_attn *a, uint64_t counter, float *mult, int64_t n) {
+  uint32_t key[2] = {(uint32_t)a->seed, (uint32_t)(a->seed >> 32)};
+  uint32_t bits[4];
+  uint64_t block = UINT64_MAX;
+  float keep = 1.0f / (1.0f - a->dropout);
+  for (int64_t j = 0; j < n; j++) {
+    uint64_t c = counter + (uint64_t)j;
+    if (c >> 2 != block) {
+      block = c >> 2;
+      uint32_t ctr[4] = {(uint32_t)block, (uint32_t)(block >> 32), 0, 0};
+      tl_philox4x32_10(ctr, key, bits);
+    }
+    mult[j] = tl_rng_bits_to_uniform(bits[c & 3]) < a->dropout ? 0.0f : keep;
+  }
+}
+
+// One (b, h) forward. P: T x S scratch; out: [T, D]; lse: [T].
+static void fwd_head(const tl_cpu_attn *a, int64_t b, int64_t h, float *P, float *mult,
+                     float *out, float *lse) {
+  int64_t T = a->T, S = a->S, D = a->D;
+  head_view hv = view_of(a, b, h);
+
+  // Scores, already scaled: P = scale * Q K^T  [T, S].
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)S, (int)D, a->scale,
+              hv.q, (int)hv.ldq, hv.k, (int)hv.ldk, 0.0f, P, (int)S);
+
+  // Masked softmax per row; the logsumexp is all backward needs to rebuild it.
+  for (int64_t t = 0; t < T; t++) {
+    float *row = P + t * S;
+    int64_t limit = mask_row(a, &hv, t, row);
+    float m = tl_cpu_row_max(row, limit);
+    if (m == -INFINITY) {
+      // No visible key (a fully padded sequence): output 0, and +inf makes
+      // backward's exp(s - lse) give 0 too.
+      memset(row, 0, sizeof(float) * S);
+      lse[t] = INFINITY;
+      continue;
+    }
+    double sum = tl_cpu_row_exp_sum(row, row, limit, m);
+    float inv = (float)(1.0 / sum);
+    for (int64_t j = 0; j < limit; j++) row[j] *= inv;
+    memset(row + limit, 0, sizeof(float) * (S - limit));
+    lse[t] = m + (float)log(sum);
+
+    if (a->dropout > 0) {
+      dropout_row(a, hv.counter + (uint64_t)(t * S), mult, limit);
+      for (int64_t j = 0; j < limit; j++) row[j] *= mult[j];
+    }
+  }
+
+  // Weighted sum of values: O = P V  [T, D].
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)D, (int)S, 1.0f, P,
+              (int)S, hv.v, (int)hv.ldv, 0.0f, out, (int)D);
+}
+
+int64_t tl_cpu_attention_fwd_scratch(const tl_cpu_attn *a, int nthreads) {
+  return (int64_t)nthreads * (a->T * a->S + a->S);
+}
+
+int64_t tl_cpu_attention_bwd_scratch(const tl_cpu_attn *a, int nthreads) {
+  return (int64_t)nthreads * (2 * a->T * a->S + a->S);
+}
+
+void tl_cpu_attention_fwd(const tl_cpu_attn *a, float *out, float *lse, float *scratch,
+                          int nthreads) {
+  int64_t tasks = a->B * a->Hq, per_thread = a->T * a->S + a->S;
+  // Enough heads: one per thread, single-threaded sgemm. Too few (inference on
+  // one sequence): heads in turn, each sgemm using every thread.
+  int nt = tasks >= nthreads ? nthreads : 1;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
+  for (int64_t task = 0; task < tasks; task++) {
+    float *P = scratch + omp_get_thread_num() * per_thread;
+    int64_t b = task / a->Hq, h = task % a->Hq;
+    fwd_head(a, b, h, P, P + a->T * a->S, out + task * a->T * a->D, lse + task * a->T);
+  }
+}
+
+// Backward of one query row, in place: on entry P holds the probabilities and
+// dP = dO V^T; on exit P holds the dropped-out probabilities (what multiplied
+// V) and dP holds dS, the gradient of the scaled scores:
+//   dS_j = P_j (m_j dP_j - sum_i P_i m_i dP_i), m the dropout multipliers.
+static void bwd_row(const tl_cpu_attn *a, uint64_t counter, float *P, float *dP, float *mult,
+                    int64_t limit) {
+  if (a->dropout > 0) {
+    dropout_row(a, counter, mult, limit);
+    for (int64_t j = 0; j < limit; j++) dP[j] *= mult[j];
+  }
+  double dot = 0;
+  for (int64_t j = 0; j < limit; j++) dot += (double)P[j] * dP[j];
+  float d = (float)dot;
+  for (int64_t j = 0; j < limit; j++) dP[j] = P[j] * (dP[j] - d);
+  memset(dP + limit, 0, sizeof(float) * (a->S - limit)); // keys the causal mask hid
+  if (a->dropout > 0)
+    for (int64_t j = 0; j < limit; j++) P[j] *= mult[j];
+}
+
+// One (b, h) backward; dq_h [T, D], dk_h and dv_h [S, D] (each may be NULL).
+static void bwd_head(const tl_cpu_attn *a, int64_t b, int64_t h, const float *lse,
+                     const float *dout, float *dq_h, float *dk_h, float *dv_h, float *P,
+                     float *dP, float *mult) {
+  int64_t T = a->T, S = a->S, D = a->D;
+  head_view hv = view_of(a, b, h);
+
+  // Rebuild the probabilities: P = exp(scale * Q K^T - lse), masked as forward.
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)S, (int)D, a->scale,
+              hv.q, (int)hv.ldq, hv.k, (int)hv.ldk, 0.0f, P, (int)S);
+  for (int64_t t = 0; t < T; t++) {
+    float *row = P + t * S;
+    int64_t limit = mask_row(a, &hv, t, row);
+    tl_cpu_row_exp_sum(row, row, limit, lse[t]);
+    memset(row + limit, 0, sizeof(float) * (S - limit));
+  }
+
+  // Upstream gradient of the probabilities: dP = dO V^T  [T, S], then dS.
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)S, (int)D, 1.0f, dout,
+              (int)D, hv.v, (int)hv.ldv, 0.0f, dP, (int)S);
+  for (int64_t t = 0; t < T; t++) {
+    int64_t limit = a->causal ? t + 1 : S;
+    bwd_row(a, hv.counter + (uint64_t)(t * S), P + t * S, dP + t * S, mult, limit);
+  }
+
+  // dV += P^T dO; dQ += scale dS K; dK += scale dS^T Q.
+  if (dv_h)
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)S, (int)D, (int)T, 1.0f, P,
+                (int)S, dout, (int)D, 1.0f, dv_h, (int)D);
+  if (dq_h)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)D, (int)S, a->scale,
+                dP, (int)S, hv.k, (int)hv.ldk, 1.0f, dq_h, (int)D);
+  if (dk_h)
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)S, (int)D, (int)T, a->scale,
+                dP, (int)S, hv.q, (int)hv.ldq, 1.0f, dk_h, (int)D);
+}
+
+void tl_cpu_attention_bwd(const tl_cpu_attn *a, const float *lse, const float *dout,
+                          float *dq, float *dk, float *dv, float *scratch, int nthreads) {
+  // Tasks are (b, kv head): the query heads sharing a kv head run in one task,
+  // so their dK and dV sums never race.
+  int64_t T = a->T, S = a->S, D = a->D, group = a->Hq / a->Hkv;
+  int64_t tasks = a->B * a->Hkv, per_thread = 2 * T * S + S;
+  int nt = tasks >= nthreads ? nthreads : 1;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
+  for (int64_t task = 0; task < tasks; task++) {
+    float *P = scratch + omp_get_thread_num() * per_thread;
+    int64_t b = task / a->Hkv, kvh = task % a->Hkv;
+    float *dk_h = dk ? dk + task * S * D : NULL, *dv_h = dv ? dv + task * S * D : NULL;
+    for (int64_t h = kvh * group; h < (kvh + 1) * group; h++) {
+      int64_t qh = b * a->Hq + h; // index of (b, h) among [B, Hq]
+      bwd_head(a, b, h, lse + qh * T, dout + qh * T * D, dq ? dq + qh * T * D : NULL, dk_h,
+               dv_h, P, P + T * S, P + 2 * T * S);
+    }
+  }
+}
