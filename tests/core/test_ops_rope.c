@@ -39,7 +39,8 @@ static void check_forward(int64_t B, int64_t H, int64_t T, int64_t D, int64_t po
   const float *got = y->data;
   for (int64_t i = 0; i < n; i++)
     cr_assert(fabs(got[i] - ref[i]) <= atol,
-              "[%ld %ld %ld %ld] pos0 %ld element %ld: %.8g want %.8g", (long)B, (long)H, (long)T, (long)D, (long)pos0, (long)i, got[i], ref[i]);
+              "[%ld %ld %ld %ld] pos0 %ld element %ld: %.8g want %.8g", (long)B, (long)H,
+              (long)T, (long)D, (long)pos0, (long)i, got[i], ref[i]);
 }
 
 Test(ops_rope, forward_matches_llama_definition) {
