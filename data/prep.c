@@ -1,0 +1,501 @@
+// prep.c: tl-prep's streaming pass: find the inputs, read every capture once,
+// normalise, group into flows and bursts, hand samples to the dataset builder,
+// and report what was used and what was skipped, by reason.
+#include "data/prep.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "data/capture.h"
+
+void tl_prep_options_default(tl_prep_options *o, tl_task task) {
+  memset(o, 0, sizeof *o);
+  tl_dataset_options_default(&o->ds, task);
+  tl_flow_options_default(&o->flow);
+  o->policy = TL_HEADER_ANONYMOUS;
+  o->ds.header_policy = tl_header_policy_name(o->policy);
+  o->flow.keep_bytes = o->ds.packet_bytes > 0 ? (size_t)o->ds.packet_bytes : 1600;
+  if (o->ds.flow_packets > 0) o->flow.flow_packets = o->ds.flow_packets;
+  o->progress = -1;
+  o->burst_packets = 8;
+}
+
+const char *tl_header_policy_name(tl_header_policy p) {
+  return p == TL_HEADER_KEEP ? "keep" : p == TL_HEADER_COMPAT ? "compat" : "anonymous";
+}
+
+void tl_prep_options_free(tl_prep_options *o) {
+  for (int i = 0; i < o->n_in; i++) free(o->in[i]);
+  free(o->in);
+  free(o->labels_csv);
+  free(o->out_dir);
+  o->in = NULL;
+  o->n_in = 0;
+  o->labels_csv = o->out_dir = NULL;
+}
+
+// --- inputs -----------------------------------------------------------------
+
+typedef struct {
+  char *path;
+  int label; // -1 for pre-training
+} tl_input;
+
+typedef struct {
+  tl_input *v;
+  int n, cap;
+  char **labels; // sorted label names
+  int n_labels;
+} tl_inputs;
+
+static void inputs_add(tl_inputs *in, const char *path, int label) {
+  if (in->n == in->cap) {
+    in->cap = in->cap ? 2 * in->cap : 64;
+    in->v = tl_xrealloc(in->v, (size_t)in->cap * sizeof *in->v);
+  }
+  in->v[in->n++] = (tl_input){tl_xstrdup(path), label};
+}
+
+static void inputs_free(tl_inputs *in) {
+  for (int i = 0; i < in->n; i++) free(in->v[i].path);
+  for (int i = 0; i < in->n_labels; i++) free(in->labels[i]);
+  free(in->v);
+  free(in->labels);
+}
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int is_dir(const char *p) {
+  struct stat st;
+  return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+// Sorted entry names of a folder, dot files left out. Free with free_names().
+static char **dir_names(const char *dir, int *n_out) {
+  DIR *d = opendir(dir);
+  char **names = NULL;
+  int n = 0, cap = 0;
+  if (d) {
+    for (struct dirent *e; (e = readdir(d));) {
+      if (e->d_name[0] == '.') continue;
+      if (n == cap) names = tl_xrealloc(names, (size_t)(cap = cap ? 2 * cap : 32) * sizeof *names);
+      names[n++] = tl_xstrdup(e->d_name);
+    }
+    closedir(d);
+  }
+  if (n) qsort(names, (size_t)n, sizeof *names, cmp_str); // strcmp: locale-free order
+  *n_out = n;
+  return names;
+}
+
+static void free_names(char **names, int n) {
+  for (int i = 0; i < n; i++) free(names[i]);
+  free(names);
+}
+
+// Every file below path (path itself if it is a file), in sorted order.
+static void walk(tl_inputs *in, const char *path, int label) {
+  if (!is_dir(path)) {
+    inputs_add(in, path, label);
+    return;
+  }
+  int n;
+  char **names = dir_names(path, &n);
+  for (int i = 0; i < n; i++) walk(in, tl_fmt("%s/%s", path, names[i]), label);
+  free_names(names, n);
+}
+
+// Interns a label name; returns its index in the unsorted table.
+static int label_index(tl_inputs *in, const char *name) {
+  for (int i = 0; i < in->n_labels; i++)
+    if (!strcmp(in->labels[i], name)) return i;
+  in->labels = tl_xrealloc(in->labels, (size_t)(in->n_labels + 1) * sizeof *in->labels);
+  in->labels[in->n_labels] = tl_xstrdup(name);
+  return in->n_labels++;
+}
+
+// Sorts the label names and renumbers the inputs to match.
+static void sort_labels(tl_inputs *in) {
+  int n = in->n_labels;
+  char **sorted = tl_xmalloc((size_t)(n ? n : 1) * sizeof *sorted);
+  memcpy(sorted, in->labels, (size_t)n * sizeof *sorted);
+  qsort(sorted, (size_t)n, sizeof *sorted, cmp_str);
+  int *map = tl_xmalloc((size_t)(n ? n : 1) * sizeof *map);
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++)
+      if (in->labels[i] == sorted[j]) map[i] = j;
+  for (int i = 0; i < in->n; i++)
+    if (in->v[i].label >= 0) in->v[i].label = map[in->v[i].label];
+  free(in->labels);
+  in->labels = sorted;
+  free(map);
+}
+
+// Class folders: each folder directly below an input is a class; files below it
+// (at any depth) are its captures. Folders starting with '_' are not classes.
+static tl_status find_class_folders(const tl_prep_options *o, tl_inputs *in) {
+  for (int k = 0; k < o->n_in; k++) {
+    if (!is_dir(o->in[k])) {
+      tl_set_error("%s: not a folder (classification wants one folder per class below it)",
+                   o->in[k]);
+      return TL_ERR;
+    }
+    int n;
+    char **names = dir_names(o->in[k], &n);
+    for (int i = 0; i < n; i++) {
+      char *sub = tl_xstrdup(tl_fmt("%s/%s", o->in[k], names[i]));
+      if (!is_dir(sub)) {
+        tl_debug("%s: a file beside the class folders, not used", sub);
+      } else if (names[i][0] == '_') {
+        tl_info("%s: folder starts with '_', not a class; skipped", sub);
+      } else {
+        walk(in, sub, label_index(in, names[i]));
+      }
+      free(sub);
+    }
+    free_names(names, n);
+  }
+  return TL_OK;
+}
+
+// Column index of the first header cell matching one of names, or -1.
+static int find_col(char **cells, int n, const char *a, const char *b) {
+  for (int i = 0; i < n; i++)
+    if (!strcmp(cells[i], a) || !strcmp(cells[i], b)) return i;
+  return -1;
+}
+
+// Splits line in place at sep; returns the cell count (at most max).
+static int split_line(char *line, char sep, char **cells, int max) {
+  int n = 0;
+  line[strcspn(line, "\r\n")] = 0;
+  for (char *p = line; n < max;) {
+    cells[n++] = p;
+    char *q = strchr(p, sep);
+    if (!q) break;
+    *q = 0;
+    p = q + 1;
+  }
+  return n;
+}
+
+// Reads a CSV or TSV of (path, label): a header naming "path"/"file" and
+// "label"/"class" columns, or none (then path, label). Relative paths are taken
+// from the CSV's folder. With inputs given, only files below them are kept.
+static tl_status find_from_csv(const tl_prep_options *o, tl_inputs *in) {
+  FILE *f = fopen(o->labels_csv, "r");
+  if (!f) {
+    tl_set_error("%s: cannot open the label file", o->labels_csv);
+    return TL_ERR;
+  }
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s", o->labels_csv);
+  char *slash = strrchr(dir, '/');
+  if (slash) *slash = 0;
+  else snprintf(dir, sizeof dir, ".");
+
+  char line[8192], *cells[64];
+  int pcol = 0, lcol = 1, lineno = 0;
+  char sep = 0;
+  while (fgets(line, sizeof line, f)) {
+    lineno++;
+    if (!sep) sep = strchr(line, '\t') ? '\t' : ',';
+    if (line[0] == '#' || line[strspn(line, " \t\r\n")] == 0) continue;
+    int n = split_line(line, sep, cells, 64);
+    if (lineno == 1 && find_col(cells, n, "label", "class") >= 0) { // a header
+      pcol = find_col(cells, n, "path", "file");
+      lcol = find_col(cells, n, "label", "class");
+      if (pcol < 0) {
+        fclose(f);
+        tl_set_error("%s:1: header has a label column but no path/file column",
+                     o->labels_csv);
+        return TL_ERR;
+      }
+      continue;
+    }
+    if (n <= pcol || n <= lcol || !cells[pcol][0] || !cells[lcol][0]) {
+      fclose(f);
+      tl_set_error("%s:%d: expected a path and a label", o->labels_csv, lineno);
+      return TL_ERR;
+    }
+    char path[8192];
+    snprintf(path, sizeof path, "%s%s%s", cells[pcol][0] == '/' ? "" : dir,
+             cells[pcol][0] == '/' ? "" : "/", cells[pcol]);
+    int keep = o->n_in == 0;
+    for (int k = 0; k < o->n_in && !keep; k++)
+      keep = !strncmp(path, o->in[k], strlen(o->in[k]));
+    if (keep) inputs_add(in, path, label_index(in, cells[lcol]));
+  }
+  fclose(f);
+  return TL_OK;
+}
+
+static tl_status find_inputs(const tl_prep_options *o, tl_inputs *in) {
+  if (o->ds.task == TL_TASK_PRETRAIN) {
+    for (int k = 0; k < o->n_in; k++) walk(in, o->in[k], -1);
+  } else {
+    tl_status s = o->labels_csv ? find_from_csv(o, in) : find_class_folders(o, in);
+    if (s != TL_OK) return s;
+    sort_labels(in);
+  }
+  if (in->n == 0) {
+    tl_set_error("no input files found (inputs: %d, labels: %s)", o->n_in,
+                 o->labels_csv ? o->labels_csv : "class folders");
+    return TL_ERR;
+  }
+  return TL_OK;
+}
+
+// --- the pass -----------------------------------------------------------------
+
+typedef struct {
+  const tl_prep_options *o;
+  tl_dataset_builder *b;
+  tl_prep_counts *c;
+  int label, file_index;
+  // progress
+  int show_progress, n_files;
+  double t0, last_progress;
+} tl_prep_run_ctx;
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static tl_status sink_packet(void *ctx, uint64_t flow_id, int dir, const uint8_t *bytes,
+                             size_t n) {
+  tl_prep_run_ctx *r = ctx;
+  return tl_dataset_add_sample(r->b, r->label, flow_id, r->file_index, &bytes, &n, 1);
+}
+
+static tl_status sink_burst(void *ctx, uint64_t flow_id, const uint8_t *const *pkts,
+                            const size_t *lens, int n) {
+  tl_prep_run_ctx *r = ctx;
+  return tl_dataset_add_burst(r->b, flow_id, r->file_index, pkts, lens, n);
+}
+
+static tl_status sink_flow(void *ctx, uint64_t flow_id, const uint8_t *const *pkts,
+                           const size_t *lens, int n) {
+  tl_prep_run_ctx *r = ctx;
+  return tl_dataset_add_sample(r->b, r->label, flow_id, r->file_index, pkts, lens, n);
+}
+
+static void progress(tl_prep_run_ctx *r, int force) {
+  if (!r->show_progress) return;
+  double t = now_s();
+  if (!force && t - r->last_progress < 0.5) return;
+  r->last_progress = t;
+  double el = t - r->t0;
+  fprintf(stderr, "\rtl-prep: file %d/%d, %lld packets, %lld flows, %.0f packets/s   ",
+          r->file_index + 1, r->n_files, (long long)r->c->packets_read,
+          (long long)r->c->flow.flows, el > 0 ? (double)r->c->packets_read / el : 0.0);
+  if (force) fputc('\n', stderr);
+  fflush(stderr);
+}
+
+// Reads one capture into the flow table. Returns TL_ERR only for a builder
+// failure; bad files are counted and warned about.
+static tl_status prep_file(tl_prep_run_ctx *r, tl_flow_table *t, const char *path,
+                           int *bad_file) {
+  const tl_prep_options *o = r->o;
+  tl_prep_counts *c = r->c;
+  *bad_file = 0;
+  tl_capture *cap = tl_capture_open(path);
+  if (!cap) {
+    tl_warn("%s", tl_last_error());
+    c->files_refused++;
+    *bad_file = 1;
+    return TL_OK;
+  }
+
+  uint8_t buf[65536];
+  size_t keep = o->flow.keep_bytes < sizeof buf ? o->flow.keep_bytes : sizeof buf;
+  int for_pretrain = o->ds.task == TL_TASK_PRETRAIN;
+  uint64_t first_cut = 0, first_badts = 0, n_cut = 0, n_file = 0;
+  tl_capture_packet p;
+  int rc;
+  while ((rc = tl_capture_next(cap, &p)) == 1) {
+    c->packets_read++;
+    n_file++;
+    c->bytes_read += p.caplen;
+    if (p.bad_timestamp && !first_badts) first_badts = p.number;
+    tl_packet_info pi;
+    tl_skip_reason why = tl_packet_parse(p.linktype, p.data, p.caplen, p.wirelen, &pi);
+    if (why != TL_SKIP_NONE) {
+      c->skipped[why]++;
+      continue;
+    }
+    if (pi.cut && !n_cut++) first_cut = p.number;
+    c->tunnelled += pi.tunnels > 0;
+    c->outer_tunnels += pi.outer_tunnel;
+    c->packets_used++;
+    size_t n = tl_packet_bytes(&pi, o->policy, for_pretrain, p.data, p.caplen, buf, keep);
+    if (tl_flow_table_add(t, &pi, p.ts_ns, p.number, buf, n) != TL_OK) {
+      tl_capture_close(cap);
+      return TL_ERR;
+    }
+    if ((c->packets_read & 4095) == 0) progress(r, 0);
+  }
+
+  // One line per problem and file, naming the packet.
+  if (rc < 0) {
+    tl_warn("%s (the %llu packets before it are used)", tl_last_error(),
+            (unsigned long long)n_file);
+    c->files_stopped++;
+    *bad_file = 1;
+  }
+  if (n_cut) {
+    tl_warn("%s: %llu packets cut by the snaplen, first at packet %llu (kept as captured)",
+            path, (unsigned long long)n_cut, (unsigned long long)first_cut);
+    c->packets_cut += (int64_t)n_cut;
+  }
+  if (first_badts) {
+    tl_warn("%s: packet %llu: timestamp fraction out of range (kept as read)", path,
+            (unsigned long long)first_badts);
+    c->bad_timestamps++;
+  }
+  tl_capture_close(cap);
+  c->files_read++;
+  return tl_flow_table_flush(t);
+}
+
+// --- summary ----------------------------------------------------------------
+
+static const char *task_name(tl_task t) {
+  return t == TL_TASK_PRETRAIN ? "pretrain" : t == TL_TASK_PACKET ? "packet" : "flow";
+}
+
+static const char *split_name(tl_split_policy s) {
+  return s == TL_SPLIT_BY_FLOW ? "flow" : s == TL_SPLIT_BY_FILE ? "file" : "packet";
+}
+
+static void print_summary(FILE *f, const tl_prep_options *o, const tl_inputs *in,
+                          const tl_prep_counts *c, const tl_dataset_summary *s) {
+  fprintf(f, "tl-prep summary: task %s, header policy %s, split by %s, seed %llu -> %s\n",
+          task_name(o->ds.task), tl_header_policy_name(o->policy), split_name(o->ds.split),
+          (unsigned long long)o->ds.seed, o->out_dir);
+  fprintf(f, "  files    %d found, %d read, %d refused, %d stopped early (their good packets "
+          "used)\n", c->files_total, c->files_read, c->files_refused, c->files_stopped);
+  fprintf(f, "  packets  %lld read, %lld used (%lld cut by snaplen, %lld from tunnels, "
+          "%lld in tunnels kept as outer)\n", (long long)c->packets_read,
+          (long long)c->packets_used, (long long)c->packets_cut, (long long)c->tunnelled,
+          (long long)c->outer_tunnels);
+  fprintf(f, "  skipped ");
+  int any = 0;
+  for (int k = 1; k < TL_SKIP_NUM_REASONS; k++) {
+    if (!c->skipped[k]) continue;
+    fprintf(f, "%s %s %lld", any ? "," : "", tl_skip_reason_name((tl_skip_reason)k),
+            (long long)c->skipped[k]);
+    any = 1;
+  }
+  fprintf(f, "%s\n", any ? "" : " none");
+  const tl_flow_stats *fl = &c->flow;
+  fprintf(f, "  flows    %lld (ended: closed %lld, idle %lld, evicted %lld, end of file %lld; "
+          "peak %lld held), bursts %lld\n", (long long)fl->flows,
+          (long long)fl->ended[TL_FLOW_END_CLOSED], (long long)fl->ended[TL_FLOW_END_IDLE],
+          (long long)fl->ended[TL_FLOW_END_EVICTED], (long long)fl->ended[TL_FLOW_END_EOF],
+          (long long)fl->peak_flows, (long long)fl->bursts);
+  fprintf(f, "  order    %lld packets out of time order, %lld beyond the %d-packet window\n",
+          (long long)fl->reordered, (long long)fl->late, o->flow.reorder_window);
+  if (s) {
+    fprintf(f, "  samples  %-24s %10s %10s %10s\n", "label", "train", "valid", "test");
+    for (int l = 0; l < s->n_labels; l++) {
+      const char *name = o->ds.task == TL_TASK_PRETRAIN ? "(burst pairs)"
+                         : l < in->n_labels                ? in->labels[l]
+                                                           : "?";
+      fprintf(f, "           %-24s %10lld %10lld %10lld\n", name, (long long)s->rows[l][0],
+              (long long)s->rows[l][1], (long long)s->rows[l][2]);
+    }
+    fprintf(f, "           total %lld rows, %d labels dropped (below min_per_class)\n",
+            (long long)s->total_rows, s->n_dropped_labels);
+  }
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  double sec = c->seconds > 0 ? c->seconds : 1e-9;
+  fprintf(f, "  speed    %.1f s, %.0f packets/s, %.1f MB/s, peak memory %.1f MiB\n", c->seconds,
+          (double)c->packets_read / sec, (double)c->bytes_read / sec / 1e6,
+          (double)ru.ru_maxrss / 1024.0);
+}
+
+// --- run --------------------------------------------------------------------
+
+tl_status tl_prep_run(const tl_prep_options *o, FILE *report, tl_prep_counts *counts) {
+  tl_prep_counts local;
+  tl_prep_counts *c = counts ? counts : &local;
+  memset(c, 0, sizeof *c);
+  tl_inputs in = {0};
+  tl_dataset_builder *b = NULL;
+  tl_flow_table *t = NULL;
+  const char **srcs = NULL;
+  tl_status st = TL_ERR;
+  double t0 = now_s();
+
+  // Step 1: inputs, then the builder, which wants labels and files up front.
+  if (find_inputs(o, &in) != TL_OK) goto done;
+  c->files_total = in.n;
+  srcs = tl_xmalloc((size_t)in.n * sizeof *srcs);
+  for (int i = 0; i < in.n; i++) srcs[i] = in.v[i].path;
+  tl_dataset_options ds = o->ds;
+  ds.out_dir = o->out_dir;
+  ds.header_policy = tl_header_policy_name(o->policy);
+  b = tl_dataset_builder_open(&ds, (const char *const *)in.labels, in.n_labels, srcs, in.n);
+  if (!b) goto done;
+
+  // Step 2: the flow table reports to the builder through the task's sink.
+  tl_prep_run_ctx r = {.o = o, .b = b, .c = c, .n_files = in.n, .t0 = t0};
+  r.show_progress = o->progress > 0 || (o->progress < 0 && isatty(2));
+  tl_flow_sink sink = {.ctx = &r};
+  if (o->ds.task == TL_TASK_PRETRAIN) sink.on_burst = sink_burst;
+  else if (o->ds.task == TL_TASK_PACKET) sink.on_packet = sink_packet;
+  else sink.on_flow = sink_flow;
+  tl_flow_options fo = o->flow;
+  fo.flow_packets = o->ds.flow_packets > 0 ? o->ds.flow_packets : fo.flow_packets;
+  fo.burst_packets = o->burst_packets > 0 ? o->burst_packets : fo.burst_packets;
+  t = tl_flow_table_new(&fo, &sink, 0);
+
+  // Step 3: one streaming pass over the files.
+  for (int i = 0; i < in.n; i++) {
+    r.label = in.v[i].label;
+    r.file_index = i;
+    int bad = 0;
+    if (prep_file(&r, t, in.v[i].path, &bad) != TL_OK) goto done;
+    if (bad && o->strict) {
+      tl_set_error("%s: stopping (--strict): %s", in.v[i].path, tl_last_error());
+      goto done;
+    }
+    progress(&r, 0);
+  }
+  if (r.show_progress) progress(&r, 1);
+  c->flow = *tl_flow_table_stats(t);
+
+  // Step 4: split and write; then the summary.
+  const tl_dataset_summary *sum = NULL;
+  if (tl_dataset_builder_finish(b, &sum) != TL_OK) goto done;
+  c->total_rows = sum ? sum->total_rows : 0;
+  c->seconds = now_s() - t0;
+  if (report) print_summary(report, o, &in, c, sum);
+  if (c->packets_used == 0 || c->total_rows == 0) {
+    tl_set_error("nothing usable: %d files, %lld packets read, %lld used, %lld rows written",
+                 c->files_total, (long long)c->packets_read, (long long)c->packets_used,
+                 (long long)c->total_rows);
+    goto done;
+  }
+  st = TL_OK;
+
+done:
+  if (st != TL_OK && c->seconds == 0) c->seconds = now_s() - t0;
+  tl_flow_table_free(t);
+  tl_dataset_builder_free(b);
+  free(srcs);
+  inputs_free(&in);
+  return st;
+}
