@@ -6,6 +6,8 @@
 #include <math.h>
 #include <stdbool.h>
 
+#include "core/rng.h"
+
 #define PAR(n) if ((n) >= TL_CPU_PAR_MIN)
 
 void tl_cpu_binary(tl_cpu_binop op, const float *a, const float *b, float *y, int64_t n,
@@ -219,4 +221,32 @@ double tl_cpu_sum(const float *x, int64_t n) {
 void tl_cpu_add_scalar(float *y, float s, int64_t n) {
 #pragma omp parallel for simd schedule(static) PAR(n)
   for (int64_t i = 0; i < n; i++) y[i] += s;
+}
+
+// --- dropout
+
+void tl_cpu_dropout(float *y, const float *x, int64_t n, float p, uint64_t seed,
+                    uint64_t offset, bool accumulate) {
+  if (n <= 0) return;
+  const float scale = 1.0f / (1.0f - p);
+  const uint32_t key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)};
+  // One Philox block gives the four counters 4b..4b+3; the first and last
+  // blocks may be partly outside [offset, offset + n).
+  uint64_t first = offset >> 2, last = (offset + (uint64_t)n - 1) >> 2;
+  int64_t nblocks = (int64_t)(last - first + 1);
+#pragma omp parallel for schedule(static) PAR(n / 4)
+  for (int64_t b = 0; b < nblocks; b++) {
+    uint64_t block = first + (uint64_t)b;
+    const uint32_t ctr[4] = {(uint32_t)block, (uint32_t)(block >> 32), 0, 0};
+    uint32_t bits[4];
+    tl_philox4x32_10(ctr, key, bits);
+    for (int l = 0; l < 4; l++) {
+      uint64_t c = block * 4 + (uint64_t)l;
+      if (c < offset || c - offset >= (uint64_t)n) continue;
+      int64_t i = (int64_t)(c - offset);
+      float v = tl_rng_bits_to_uniform(bits[l]) >= p ? x[i] * scale : 0.0f;
+      if (accumulate) y[i] += v;
+      else y[i] = v;
+    }
+  }
 }

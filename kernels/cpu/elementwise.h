@@ -3,6 +3,7 @@
 // b has nb elements, n is a multiple of nb, and element i of a pairs with
 // b[i % nb]. Accumulating kernels (_acc) add into their output.
 #pragma once
+#include <stdbool.h>
 #include <stdint.h>
 
 // Loops shorter than this run on one thread (OpenMP start-up costs ~1-5 us).
@@ -49,3 +50,10 @@ void tl_cpu_strided_add(float *dst, const int64_t *dst_stride, const float *src,
 double tl_cpu_sum(const float *x, int64_t n);
 // y[i] += s.
 void tl_cpu_add_scalar(float *y, float s, int64_t n);
+
+// Dropout by counter-based Philox (core/rng.h): element i is kept iff
+// tl_rng_uniform(seed, offset + i) >= p, and kept values are scaled by
+// 1 / (1 - p). Forward: y = x * mask * scale. With accumulate, adds instead
+// (the backward: dx += dy * mask * scale, the mask recomputed, never stored).
+void tl_cpu_dropout(float *y, const float *x, int64_t n, float p, uint64_t seed,
+                    uint64_t offset, bool accumulate);
