@@ -1,0 +1,243 @@
+// shard_writer.c: HDF5 shard files: chunked, shuffled and deflated datasets,
+// attributes on the root group. Object time stamps are off so the same rows
+// give byte-identical files.
+#include "data/shard_writer.h"
+
+#include <hdf5.h>
+#include <string.h>
+
+#include "data/tokenizer.h"
+
+enum { DS_TOKENS, DS_SEGMENTS, DS_LENGTH, DS_LABEL, DS_FLOW_ID, DS_FILE_INDEX, DS_COUNT };
+static const char *const g_ds_names[DS_COUNT] = {"tokens", "segments", "length",
+                                                 "label",  "flow_id",  "file_index"};
+
+struct tl_shard_writer {
+  char *path;
+  hid_t file;
+  hid_t ds[DS_COUNT];
+  int seq_len;
+  int64_t n_rows, written; // rows promised, rows flushed to the file
+  int64_t chunk_rows, buffered;
+  int32_t *tokens;   // [chunk_rows, seq_len]
+  int8_t *segments;  // [chunk_rows, seq_len]
+  int32_t *length;   // [chunk_rows]
+  int32_t *label;    // [chunk_rows]
+  int64_t *flow_id;  // [chunk_rows]
+  int32_t *file_idx; // [chunk_rows]
+  int failed;
+};
+
+// --- attributes
+
+static herr_t put_string_array(hid_t loc, const char *name, const char *const *v, int n) {
+  hid_t type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(type, H5T_VARIABLE);
+  H5Tset_cset(type, H5T_CSET_UTF8);
+  hsize_t dim = (hsize_t)n;
+  hid_t space = n > 0 ? H5Screate_simple(1, &dim, NULL) : H5Screate(H5S_NULL);
+  hid_t attr = H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t err = attr < 0 ? -1 : (n > 0 ? H5Awrite(attr, type, v) : 0);
+  if (attr >= 0) H5Aclose(attr);
+  H5Sclose(space);
+  H5Tclose(type);
+  return err;
+}
+
+static herr_t put_string(hid_t loc, const char *name, const char *value) {
+  hid_t type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(type, H5T_VARIABLE);
+  H5Tset_cset(type, H5T_CSET_UTF8);
+  hid_t space = H5Screate(H5S_SCALAR);
+  hid_t attr = H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t err = attr < 0 ? -1 : H5Awrite(attr, type, &value);
+  if (attr >= 0) H5Aclose(attr);
+  H5Sclose(space);
+  H5Tclose(type);
+  return err;
+}
+
+static herr_t put_scalar(hid_t loc, const char *name, hid_t file_type, hid_t mem_type,
+                         const void *value) {
+  hid_t space = H5Screate(H5S_SCALAR);
+  hid_t attr = H5Acreate2(loc, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t err = attr < 0 ? -1 : H5Awrite(attr, mem_type, value);
+  if (attr >= 0) H5Aclose(attr);
+  H5Sclose(space);
+  return err;
+}
+
+static herr_t put_attributes(hid_t f, const tl_shard_meta *m) {
+  herr_t err = 0;
+  err |= put_string(f, "format_version", TL_SHARDS_FORMAT_VERSION);
+  err |= put_string(f, "tokenizer", m->tokenizer);
+  err |= put_scalar(f, "vocab_size", H5T_STD_I32LE, H5T_NATIVE_INT32, &m->vocab_size);
+  err |= put_string(f, "header_policy", m->header_policy);
+  err |= put_string(f, "task", m->task);
+  err |= put_string(f, "split_policy", m->split_policy);
+  err |= put_string(f, "split", m->split);
+  err |= put_scalar(f, "split_seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &m->split_seed);
+  err |= put_scalar(f, "seq_len", H5T_STD_I32LE, H5T_NATIVE_INT32, &m->seq_len);
+  err |= put_scalar(f, "packet_bytes", H5T_STD_I32LE, H5T_NATIVE_INT32, &m->packet_bytes);
+  err |= put_scalar(f, "flow_packets", H5T_STD_I32LE, H5T_NATIVE_INT32, &m->flow_packets);
+  err |= put_scalar(f, "shard_index", H5T_STD_I32LE, H5T_NATIVE_INT32, &m->shard_index);
+  err |= put_string_array(f, "label_names", m->label_names, m->n_labels);
+  err |= put_string_array(f, "source_files", m->source_files, m->n_files);
+  return err;
+}
+
+// --- datasets
+
+// One dataset of rank 1 ([n_rows]) or 2 ([n_rows, seq_len]), chunked by rows,
+// byte-shuffled then deflated: token ids compress well once their high bytes
+// line up.
+static hid_t make_dataset(hid_t f, const char *name, hid_t type, int rank, int64_t n_rows,
+                          int seq_len, int64_t chunk_rows) {
+  hsize_t dims[2] = {(hsize_t)n_rows, (hsize_t)seq_len};
+  hsize_t chunk[2] = {(hsize_t)chunk_rows, (hsize_t)seq_len};
+  hid_t space = H5Screate_simple(rank, dims, NULL);
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  H5Pset_chunk(dcpl, rank, chunk);
+  H5Pset_shuffle(dcpl);
+  H5Pset_deflate(dcpl, 4);
+  H5Pset_obj_track_times(dcpl, 0);
+  hid_t ds = H5Dcreate2(f, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  H5Pclose(dcpl);
+  H5Sclose(space);
+  return ds;
+}
+
+static void free_writer(tl_shard_writer *w) {
+  for (int i = 0; i < DS_COUNT; i++)
+    if (w->ds[i] > 0) H5Dclose(w->ds[i]);
+  if (w->file > 0) H5Fclose(w->file);
+  free(w->tokens);
+  free(w->segments);
+  free(w->length);
+  free(w->label);
+  free(w->flow_id);
+  free(w->file_idx);
+  free(w->path);
+  free(w);
+}
+
+tl_shard_writer *tl_shard_writer_open(const char *path, const tl_shard_meta *meta, int64_t n_rows) {
+  TL_ASSERT(n_rows > 0 && meta->seq_len > 0);
+  tl_shard_writer *w = tl_xcalloc(1, sizeof *w);
+  w->path = tl_xstrdup(path);
+  w->seq_len = meta->seq_len;
+  w->n_rows = n_rows;
+  // About 128 KiB of tokens per chunk: small enough for cheap random reads.
+  w->chunk_rows = 32768 / meta->seq_len;
+  if (w->chunk_rows < 1) w->chunk_rows = 1;
+  if (w->chunk_rows > n_rows) w->chunk_rows = n_rows;
+
+  // The root group's time stamps would make every run's file differ.
+  hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+  H5Pset_obj_track_times(fcpl, 0);
+  w->file = H5Fcreate(path, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+  H5Pclose(fcpl);
+  if (w->file < 0) {
+    tl_set_error("%s: cannot create HDF5 shard", path);
+    free_writer(w);
+    return NULL;
+  }
+  const hid_t types[DS_COUNT] = {H5T_STD_I32LE, H5T_STD_I8LE,  H5T_STD_I32LE,
+                                 H5T_STD_I32LE, H5T_STD_I64LE, H5T_STD_I32LE};
+  for (int i = 0; i < DS_COUNT; i++) {
+    int rank = i <= DS_SEGMENTS ? 2 : 1;
+    w->ds[i] = make_dataset(w->file, g_ds_names[i], types[i], rank, n_rows, w->seq_len,
+                            w->chunk_rows);
+    if (w->ds[i] < 0) {
+      tl_set_error("%s: cannot create dataset %s", path, g_ds_names[i]);
+      free_writer(w);
+      return NULL;
+    }
+  }
+  if (put_attributes(w->file, meta) < 0) {
+    tl_set_error("%s: cannot write attributes", path);
+    free_writer(w);
+    return NULL;
+  }
+  size_t cells = (size_t)w->chunk_rows * (size_t)w->seq_len;
+  w->tokens = tl_xmalloc(cells * sizeof *w->tokens);
+  w->segments = tl_xmalloc(cells * sizeof *w->segments);
+  w->length = tl_xmalloc((size_t)w->chunk_rows * sizeof *w->length);
+  w->label = tl_xmalloc((size_t)w->chunk_rows * sizeof *w->label);
+  w->flow_id = tl_xmalloc((size_t)w->chunk_rows * sizeof *w->flow_id);
+  w->file_idx = tl_xmalloc((size_t)w->chunk_rows * sizeof *w->file_idx);
+  return w;
+}
+
+// Writes rows [written, written + buffered) of one dataset from buf.
+static herr_t write_rows(tl_shard_writer *w, int i, hid_t mem_type, const void *buf) {
+  int rank = i <= DS_SEGMENTS ? 2 : 1;
+  hsize_t start[2] = {(hsize_t)w->written, 0};
+  hsize_t count[2] = {(hsize_t)w->buffered, (hsize_t)w->seq_len};
+  hid_t file_space = H5Dget_space(w->ds[i]);
+  H5Sselect_hyperslab(file_space, H5S_SELECT_SET, start, NULL, count, NULL);
+  hid_t mem_space = H5Screate_simple(rank, count, NULL);
+  herr_t err = H5Dwrite(w->ds[i], mem_type, mem_space, file_space, H5P_DEFAULT, buf);
+  H5Sclose(mem_space);
+  H5Sclose(file_space);
+  return err;
+}
+
+static tl_status flush_rows(tl_shard_writer *w) {
+  if (w->buffered == 0) return TL_OK;
+  herr_t err = 0;
+  err |= write_rows(w, DS_TOKENS, H5T_NATIVE_INT32, w->tokens);
+  err |= write_rows(w, DS_SEGMENTS, H5T_NATIVE_INT8, w->segments);
+  err |= write_rows(w, DS_LENGTH, H5T_NATIVE_INT32, w->length);
+  err |= write_rows(w, DS_LABEL, H5T_NATIVE_INT32, w->label);
+  err |= write_rows(w, DS_FLOW_ID, H5T_NATIVE_INT64, w->flow_id);
+  err |= write_rows(w, DS_FILE_INDEX, H5T_NATIVE_INT32, w->file_idx);
+  w->written += w->buffered;
+  w->buffered = 0;
+  if (err < 0) {
+    tl_set_error("%s: HDF5 write failed near row %lld", w->path, (long long)w->written);
+    w->failed = 1;
+    return TL_ERR;
+  }
+  return TL_OK;
+}
+
+tl_status tl_shard_writer_append(tl_shard_writer *w, const tl_spool_row *h,
+                                 const int32_t *tokens) {
+  TL_ASSERTF(w->written + w->buffered < w->n_rows, "%s: more rows than announced", w->path);
+  TL_ASSERT(h->length <= w->seq_len);
+  int64_t r = w->buffered;
+  int32_t *row = w->tokens + r * w->seq_len;
+  int8_t *seg = w->segments + r * w->seq_len;
+  memcpy(row, tokens, (size_t)h->length * sizeof *row);
+  for (int i = h->length; i < w->seq_len; i++) row[i] = TL_TOK_PAD;
+  for (int i = 0; i < w->seq_len; i++) seg[i] = (int8_t)tl_spool_segment(h, i);
+  w->length[r] = h->length;
+  w->label[r] = h->label;
+  w->flow_id[r] = (int64_t)h->flow_id;
+  w->file_idx[r] = h->file_index;
+  w->buffered++;
+  return w->buffered == w->chunk_rows ? flush_rows(w) : TL_OK;
+}
+
+tl_status tl_shard_writer_close(tl_shard_writer *w) {
+  if (!w) return TL_OK;
+  tl_status st = w->failed ? TL_ERR : flush_rows(w);
+  if (st == TL_OK && w->written != w->n_rows) {
+    tl_set_error("%s: %lld rows written, %lld announced", w->path, (long long)w->written,
+                 (long long)w->n_rows);
+    st = TL_ERR;
+  }
+  // H5Fclose writes the metadata; a failure there is a failed shard too.
+  for (int i = 0; i < DS_COUNT; i++) {
+    if (w->ds[i] > 0) H5Dclose(w->ds[i]);
+    w->ds[i] = 0;
+  }
+  if (H5Fclose(w->file) < 0 && st == TL_OK) {
+    tl_set_error("%s: closing the HDF5 file failed", w->path);
+    st = TL_ERR;
+  }
+  w->file = 0;
+  free_writer(w);
+  return st;
+}
