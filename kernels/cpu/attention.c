@@ -23,6 +23,7 @@ typedef struct head_view {
   const float *q, *k, *v; // [T, D] rows q_stride[2] apart; k, v [S, D]
   int64_t ldq, ldk, ldv;
   const int32_t *key_mask; // [S] or NULL
+  int64_t S_eff;           // keys past the last unpadded one are skipped entirely
   uint64_t counter;        // Philox counter of element (t = 0, j = 0)
 } head_view;
 
@@ -34,17 +35,29 @@ static head_view view_of(const tl_cpu_attn *a, int64_t b, int64_t h) {
   hv.v = a->v + b * a->v_stride[0] + kvh * a->v_stride[1];
   hv.ldq = a->q_stride[2], hv.ldk = a->k_stride[2], hv.ldv = a->v_stride[2];
   hv.key_mask = a->key_mask ? a->key_mask + b * a->S : NULL;
+
+  // Padding is usually a suffix: GEMMs and softmax stop at the last real key,
+  // so a half-padded batch costs half (keys past it get exactly 0 weight).
+  hv.S_eff = a->S;
+  if (hv.key_mask)
+    while (hv.S_eff > 0 && !hv.key_mask[hv.S_eff - 1]) hv.S_eff--;
   hv.counter = a->offset + (uint64_t)((b * a->Hq + h) * a->T) * (uint64_t)a->S;
   return hv;
 }
 
-// Keys [0, limit) of query row t survive the causal mask; padding keys inside
-// that range are set to -inf so the softmax gives them exactly 0.
+// Keys [0, limit) of query row t survive the causal mask and the padded tail.
+static int64_t row_limit(const tl_cpu_attn *a, const head_view *hv, int64_t t) {
+  return a->causal && t + 1 < hv->S_eff ? t + 1 : hv->S_eff;
+}
+
+// Padding keys inside [0, limit) become -inf, so the softmax gives them exactly 0.
 static int64_t mask_row(const tl_cpu_attn *a, const head_view *hv, int64_t t, float *row) {
-  int64_t limit = a->causal ? t + 1 : a->S;
-  if (hv->key_mask)
-    for (int64_t j = 0; j < limit; j++)
-      if (!hv->key_mask[j]) row[j] = -INFINITY;
+  int64_t limit = row_limit(a, hv, t);
+  const int32_t *km = hv->key_mask;
+  if (km) {
+#pragma omp simd
+    for (int64_t j = 0; j < limit; j++) row[j] = km[j] ? row[j] : -INFINITY;
+  }
   return limit;
 }
 
@@ -66,14 +79,22 @@ static void dropout_row(const tl_cpu_attn *a, uint64_t counter, float *mult, int
   }
 }
 
-// One (b, h) forward. P: T x S scratch; out: [T, D]; lse: [T].
+// One (b, h) forward. P: T x S scratch (row stride S); out: [T, D]; lse: [T].
 static void fwd_head(const tl_cpu_attn *a, int64_t b, int64_t h, float *P, float *mult,
                      float *out, float *lse) {
   int64_t T = a->T, S = a->S, D = a->D;
   head_view hv = view_of(a, b, h);
+  int64_t Se = hv.S_eff;
+  if (Se == 0) {
+    // No key at all (a fully padded sequence): output 0; +inf makes backward's
+    // exp(s - lse) give 0 too.
+    memset(out, 0, sizeof(float) * T * D);
+    for (int64_t t = 0; t < T; t++) lse[t] = INFINITY;
+    return;
+  }
 
-  // Scores, already scaled: P = scale * Q K^T  [T, S].
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)S, (int)D, a->scale,
+  // Scores, already scaled: P = scale * Q K^T  [T, Se].
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)Se, (int)D, a->scale,
               hv.q, (int)hv.ldq, hv.k, (int)hv.ldk, 0.0f, P, (int)S);
 
   // Masked softmax per row; the logsumexp is all backward needs to rebuild it.
@@ -81,27 +102,27 @@ static void fwd_head(const tl_cpu_attn *a, int64_t b, int64_t h, float *P, float
     float *row = P + t * S;
     int64_t limit = mask_row(a, &hv, t, row);
     float m = tl_cpu_row_max(row, limit);
-    if (m == -INFINITY) {
-      // No visible key (a fully padded sequence): output 0, and +inf makes
-      // backward's exp(s - lse) give 0 too.
-      memset(row, 0, sizeof(float) * S);
+    if (m == -INFINITY) { // every visible key padded
+      memset(row, 0, sizeof(float) * Se);
       lse[t] = INFINITY;
       continue;
     }
     double sum = tl_cpu_row_exp_sum(row, row, limit, m);
     float inv = (float)(1.0 / sum);
+#pragma omp simd
     for (int64_t j = 0; j < limit; j++) row[j] *= inv;
-    memset(row + limit, 0, sizeof(float) * (S - limit));
+    memset(row + limit, 0, sizeof(float) * (Se - limit));
     lse[t] = m + (float)log(sum);
 
     if (a->dropout > 0) {
       dropout_row(a, hv.counter + (uint64_t)(t * S), mult, limit);
+#pragma omp simd
       for (int64_t j = 0; j < limit; j++) row[j] *= mult[j];
     }
   }
 
   // Weighted sum of values: O = P V  [T, D].
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)D, (int)S, 1.0f, P,
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)D, (int)Se, 1.0f, P,
               (int)S, hv.v, (int)hv.ldv, 0.0f, out, (int)D);
 }
 
@@ -131,19 +152,25 @@ void tl_cpu_attention_fwd(const tl_cpu_attn *a, float *out, float *lse, float *s
 // dP = dO V^T; on exit P holds the dropped-out probabilities (what multiplied
 // V) and dP holds dS, the gradient of the scaled scores:
 //   dS_j = P_j (m_j dP_j - sum_i P_i m_i dP_i), m the dropout multipliers.
+// Columns [limit, Se) are zeroed in both.
 static void bwd_row(const tl_cpu_attn *a, uint64_t counter, float *P, float *dP, float *mult,
-                    int64_t limit) {
+                    int64_t limit, int64_t Se) {
   if (a->dropout > 0) {
     dropout_row(a, counter, mult, limit);
+#pragma omp simd
     for (int64_t j = 0; j < limit; j++) dP[j] *= mult[j];
   }
   double dot = 0;
+#pragma omp simd reduction(+ : dot)
   for (int64_t j = 0; j < limit; j++) dot += (double)P[j] * dP[j];
   float d = (float)dot;
+#pragma omp simd
   for (int64_t j = 0; j < limit; j++) dP[j] = P[j] * (dP[j] - d);
-  memset(dP + limit, 0, sizeof(float) * (a->S - limit)); // keys the causal mask hid
-  if (a->dropout > 0)
+  memset(dP + limit, 0, sizeof(float) * (Se - limit));
+  if (a->dropout > 0) {
+#pragma omp simd
     for (int64_t j = 0; j < limit; j++) P[j] *= mult[j];
+  }
 }
 
 // One (b, h) backward; dq_h [T, D], dk_h and dv_h [S, D] (each may be NULL).
@@ -152,34 +179,35 @@ static void bwd_head(const tl_cpu_attn *a, int64_t b, int64_t h, const float *ls
                      float *dP, float *mult) {
   int64_t T = a->T, S = a->S, D = a->D;
   head_view hv = view_of(a, b, h);
+  int64_t Se = hv.S_eff;
+  if (Se == 0) return; // no visible key: output was 0 whatever the inputs
 
   // Rebuild the probabilities: P = exp(scale * Q K^T - lse), masked as forward.
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)S, (int)D, a->scale,
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)Se, (int)D, a->scale,
               hv.q, (int)hv.ldq, hv.k, (int)hv.ldk, 0.0f, P, (int)S);
   for (int64_t t = 0; t < T; t++) {
     float *row = P + t * S;
     int64_t limit = mask_row(a, &hv, t, row);
     tl_cpu_row_exp_sum(row, row, limit, lse[t]);
-    memset(row + limit, 0, sizeof(float) * (S - limit));
+    memset(row + limit, 0, sizeof(float) * (Se - limit));
   }
 
-  // Upstream gradient of the probabilities: dP = dO V^T  [T, S], then dS.
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)S, (int)D, 1.0f, dout,
+  // Upstream gradient of the probabilities: dP = dO V^T  [T, Se], then dS.
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)Se, (int)D, 1.0f, dout,
               (int)D, hv.v, (int)hv.ldv, 0.0f, dP, (int)S);
-  for (int64_t t = 0; t < T; t++) {
-    int64_t limit = a->causal ? t + 1 : S;
-    bwd_row(a, hv.counter + (uint64_t)(t * S), P + t * S, dP + t * S, mult, limit);
-  }
+  for (int64_t t = 0; t < T; t++)
+    bwd_row(a, hv.counter + (uint64_t)(t * S), P + t * S, dP + t * S, mult,
+            row_limit(a, &hv, t), Se);
 
-  // dV += P^T dO; dQ += scale dS K; dK += scale dS^T Q.
+  // dV += P^T dO; dQ += scale dS K; dK += scale dS^T Q (keys past Se get 0).
   if (dv_h)
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)S, (int)D, (int)T, 1.0f, P,
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Se, (int)D, (int)T, 1.0f, P,
                 (int)S, dout, (int)D, 1.0f, dv_h, (int)D);
   if (dq_h)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)D, (int)S, a->scale,
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)D, (int)Se, a->scale,
                 dP, (int)S, hv.k, (int)hv.ldk, 1.0f, dq_h, (int)D);
   if (dk_h)
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)S, (int)D, (int)T, a->scale,
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Se, (int)D, (int)T, a->scale,
                 dP, (int)S, hv.q, (int)hv.ldq, 1.0f, dk_h, (int)D);
 }
 

@@ -10,6 +10,7 @@
 
 float tl_cpu_row_max(const float *x, int64_t n) {
   float m = -INFINITY;
+#pragma omp simd reduction(max : m)
   for (int64_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
   return m;
 }
@@ -120,6 +121,7 @@ void tl_cpu_softmax_fwd(const float *x, float *y, int64_t N, int64_t C) {
     float *yr = y + n * C;
     float m = tl_cpu_row_max(xr, C);
     float inv = (float)(1.0 / tl_cpu_row_exp_sum(xr, yr, C, m));
+#pragma omp simd
     for (int64_t c = 0; c < C; c++) yr[c] *= inv;
   }
 }
@@ -130,6 +132,7 @@ void tl_cpu_log_softmax_fwd(const float *x, float *y, int64_t N, int64_t C) {
     const float *xr = x + n * C;
     float *yr = y + n * C;
     float lse = tl_cpu_row_logsumexp(xr, C);
+#pragma omp simd
     for (int64_t c = 0; c < C; c++) yr[c] = xr[c] - lse;
   }
 }
@@ -141,8 +144,10 @@ void tl_cpu_softmax_bwd(const float *y, const float *dy, float *dx, int64_t N, i
     float *dr = dx + n * C;
     // d softmax: the Jacobian diag(y) - y y^T applied to dy.
     double dot = 0;
+#pragma omp simd reduction(+ : dot)
     for (int64_t c = 0; c < C; c++) dot += (double)gr[c] * yr[c];
     float d = (float)dot;
+#pragma omp simd
     for (int64_t c = 0; c < C; c++) dr[c] += yr[c] * (gr[c] - d);
   }
 }
@@ -154,6 +159,7 @@ void tl_cpu_log_softmax_bwd(const float *y, const float *dy, float *dx, int64_t 
     float *dr = dx + n * C;
     // d log-softmax: dy minus softmax times the row's total upstream gradient.
     double sum = 0;
+#pragma omp simd reduction(+ : sum)
     for (int64_t c = 0; c < C; c++) sum += gr[c];
     float s = (float)sum;
     for (int64_t c = 0; c < C; c++) dr[c] += gr[c] - expf(yr[c]) * s;

@@ -130,6 +130,26 @@ Test(ops_attention, forward_key_padding) {
   check_forward(&s, &(tl_attention_opts){.key_mask = m, .causal = true}, 61);
 }
 
+// i32 [B, S] mask from a string per batch row: '1' attend, '0' padding.
+static tl_tensor *pattern_mask(int64_t B, int64_t S, const char *const *rows) {
+  tl_tensor *m = tl_zeros(TL_I32, 2, (int64_t[]){B, S});
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t j = 0; j < S; j++) ((int32_t *)m->data)[b * S + j] = rows[b][j] == '1';
+  return m;
+}
+
+// Holes and left padding (a decoder batch padded on the left), not only a tail.
+static const char *const holes[2] = {"0011101", "1001100"};
+
+Test(ops_attention, forward_padding_with_holes) {
+  const shape s = {2, 6, 2, 7, 7, 5};
+  tl_tensor *m = pattern_mask(2, 7, holes);
+  check_forward(&s, &(tl_attention_opts){.key_mask = m}, 65);
+  check_forward(&s, &(tl_attention_opts){.key_mask = m, .causal = true}, 66);
+  check_forward(&s, &(tl_attention_opts){.key_mask = m, .causal = true, .dropout = 0.2f,
+                                         .seed = 8}, 67);
+}
+
 Test(ops_attention, forward_bert_sized_heads) {
   // More (b, h) tasks than threads and T, S not multiples of any block size.
   const shape s = {3, 12, 12, 67, 67, 64};
@@ -183,6 +203,9 @@ Test(ops_attention, backward_padding_and_dropout) {
   check_grad(&s, &(attn_args){{.key_mask = m}}, 120);
   check_grad(&s, &(attn_args){{.key_mask = m, .causal = true}}, 121);
   check_grad(&s, &(attn_args){{.dropout = 0.25f, .seed = 5, .offset = 3}}, 122);
+  tl_tensor *h = pattern_mask(2, 7, holes);
+  check_grad(&s, &(attn_args){{.key_mask = h, .causal = true}}, 124);
+  check_grad(&s, &(attn_args){{.key_mask = h, .dropout = 0.3f, .seed = 9}}, 125);
   const shape t = {2, 3, 3, 5, 8, 4};
   int64_t len2[2] = {8, 3};
   check_grad(&t, &(attn_args){{.key_mask = length_mask(2, 8, len2), .dropout = 0.2f,
