@@ -151,7 +151,7 @@ static uint16_t rd16(const tl_capture *c, const uint8_t *p) {
 // Why: libpcap stops at the first interface whose link type differs from the
 // first one; the own reader resumes from the start and skips what it delivered.
 static tl_status switch_to_own_reader(tl_capture *c, const char *why) {
-  why = tl_fmt("%s", why);
+  if (why) why = tl_fmt("%s", why);
   pcap_close(c->pc);
   c->pc = NULL;
   c->fp = open_stream(c->path, c->gz);
@@ -161,11 +161,24 @@ static tl_status switch_to_own_reader(tl_capture *c, const char *why) {
   }
   c->own = 1;
   c->skip = c->n;
-  snprintf(c->format, sizeof c->format, "pcapng (own reader, mixed interfaces)%s",
-           c->gz ? " gz" : "");
-  tl_info("%s: libpcap refuses its mixed interfaces (%s); using the own pcapng reader",
-          c->path, why);
+  snprintf(c->format, sizeof c->format, "pcapng (own reader)%s", c->gz ? " gz" : "");
+  if (why) tl_info("%s: libpcap refuses its mixed interfaces (%s); using the own pcapng reader",
+                   c->path, why);
   return TL_OK;
+}
+
+tl_capture *tl_capture_open_own(const char *path) {
+  tl_capture *c = tl_capture_open(path);
+  if (c && !c->pcapng) {
+    tl_set_error("%s: not a pcapng file, the own reader reads only pcapng", path);
+    tl_capture_close(c);
+    return NULL;
+  }
+  if (c && switch_to_own_reader(c, NULL) != TL_OK) {
+    tl_capture_close(c);
+    return NULL;
+  }
+  return c;
 }
 
 static int block_error(tl_capture *c, const char *what) {
@@ -209,13 +222,25 @@ static int64_t read_block(tl_capture *c, uint32_t *len_out) {
   return c->swap ? __builtin_bswap32(type) : type;
 }
 
+// The DLT value libpcap reports for a file's LINKTYPE value (they differ for a few).
+static int linktype_to_dlt(int lt) {
+  switch (lt) {
+  case 100: return 11; // ATM RFC 1483
+  case 101: return 12; // raw IP
+  case 102: return 15; // SLIP BSD/OS
+  case 103: return 16; // PPP BSD/OS
+  case 106: return 19; // ATM CLIP
+  default: return lt;
+  }
+}
+
 // Parses an interface description block: link type, snaplen, if_tsresol, if_tsoffset.
 static int add_iface(tl_capture *c, uint32_t len) {
   if (len < 20) return block_error(c, "interface block too short");
   if (c->n_ifs >= TL_MAX_IFACES) return block_error(c, "more than 4096 interfaces");
   if (!c->ifs) c->ifs = tl_xcalloc(TL_MAX_IFACES, sizeof *c->ifs);
   tl_iface *f = &c->ifs[c->n_ifs++];
-  *f = (tl_iface){.linktype = rd16(c, c->buf + 8), .snaplen = rd32(c, c->buf + 12),
+  *f = (tl_iface){.linktype = linktype_to_dlt(rd16(c, c->buf + 8)), .snaplen = rd32(c, c->buf + 12),
                   .tsresol_exp = 6};
   // Options: code, length, value padded to 4 bytes.
   for (uint32_t o = 16; o + 4 <= len - 4;) {

@@ -17,7 +17,7 @@ typedef struct {
   const uint8_t *data; // caplen bytes, valid until the next tl_capture_next()
   uint32_t caplen;     // bytes captured
   uint32_t wirelen;    // bytes on the wire (caplen < wirelen: cut by the snaplen)
-  int linktype;        // LINKTYPE_* value of the packet's interface
+  int linktype;        // link type of the packet's interface, as libpcap's DLT_* value
   int64_t ts_ns;       // nanoseconds since the epoch (invalid fractions kept as read)
   uint64_t number;     // 1-based packet number in the file, as tshark counts
   int bad_timestamp;   // 1 when the fraction field was out of range
@@ -34,7 +34,11 @@ tl_capture *tl_capture_open(const char *path);
 // read before it stay valid. After 0 or -1 there are no more packets.
 int tl_capture_next(tl_capture *cap, tl_capture_packet *pkt);
 
-// "pcap", "pcapng", "pcapng (own reader)", with " gz" appended for gzip files.
+// Like tl_capture_open, but reads a pcapng file with the own block reader from
+// the start (tests compare it with libpcap). NULL for other formats.
+tl_capture *tl_capture_open_own(const char *path);
+
+// "pcap", "pcapng" or "pcapng (own reader)", with " gz" appended for gzip files.
 const char *tl_capture_format(const tl_capture *cap);
 
 // Closes the file; accepts NULL.

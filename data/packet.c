@@ -7,7 +7,7 @@
 
 #include <string.h>
 
-enum { TL_MAX_DEPTH = 16 };
+enum { TL_MAX_DEPTH = 64 }; // nested tags, labels, wrappers and tunnels
 
 typedef struct {
   tl_packet_info *info;
@@ -114,6 +114,9 @@ static tl_skip_reason parse_ethertype(tl_pctx *c, uint16_t et, const uint8_t *p,
   case 0x8847: // MPLS unicast and multicast
   case 0x8848:
     return parse_mpls(c, p, n);
+  case 0x88e7: // 802.1ah provider backbone bridge: I-TAG, then a whole Ethernet frame
+    if (n < 4) return TL_SKIP_TRUNCATED;
+    return parse_ether(c, p + 4, n - 4);
   case 0x8864: // PPPoE session: 6-byte header, then the PPP protocol field
     if (n < 6) return TL_SKIP_TRUNCATED;
     return parse_ppp(c, p + 6, n - 6);

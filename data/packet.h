@@ -1,7 +1,7 @@
 // packet.h: one captured frame -> its IP packet, 5-tuple and model bytes.
 //
-// Link layers understood (LINKTYPE_* values): Ethernet (1) with 802.1Q / 802.1ad
-// tags stacked to any depth, MPLS label stacks, PPPoE sessions and LLC/SNAP;
+// Link layers understood (LINKTYPE_* values): Ethernet (1) with stacked 802.1Q /
+// 802.1ad tags, MPLS label stacks, PPPoE sessions, 802.1ah PBB and LLC/SNAP;
 // Broadcom-tagged Ethernet (281); 802.3br mPackets (274); FDDI (10); BSD
 // null/loopback (0, 108); PPP (9, 50); raw IP (12, 14, 101, 228, 229); Linux
 // SLL (113) and SLL2 (276); NFLOG (239); IP over InfiniBand (242); 802.11 data
@@ -13,6 +13,8 @@
 // with key/sequence, PPTP's enhanced GRE carrying PPP, transparent Ethernet),
 // VXLAN (UDP 4789) and GTP-U (UDP 2152). Other tunnels (L2TP, Teredo, IPsec ESP,
 // GENEVE) stay as their outer flow and are counted.
+//
+// Nesting (tags, labels, wrappers, tunnels) is limited to 64 levels (TL_SKIP_TOO_DEEP).
 //
 // Fragments: a non-first fragment never gives ports. IPv4/IPv6 fragments are
 // counted and skipped (TL_SKIP_FRAGMENT), first fragments included, since the
