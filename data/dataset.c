@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "data/dataset_vocab.h"
 #include "data/id_map.h"
 #include "data/shard_writer.h"
 #include "data/split.h"
@@ -235,6 +236,18 @@ tl_dataset_builder *tl_dataset_builder_open(const tl_dataset_options *opt,
 fail:
   tl_dataset_builder_free(b);
   return NULL;
+}
+
+tl_status tl_dataset_builder_set_vocab(tl_dataset_builder *b, const char *path) {
+  if (b->n_rows > 0 || b->finished) {
+    tl_set_error("%s: the vocabulary must be set before rows are added", path);
+    return TL_ERR;
+  }
+  tl_tokenizer *t = tl_tokenizer_import(path);
+  if (!t) return TL_ERR;
+  tl_tokenizer_free(b->tok);
+  b->tok = t;
+  return TL_OK;
 }
 
 // --- adding rows

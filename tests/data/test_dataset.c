@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "data/dataset.h"
+#include "data/dataset_vocab.h"
 #include "data/shards.h"
 
 enum { PAD = 0, SEP = 1, CLS = 2 };
@@ -640,5 +641,40 @@ Test(dataset, reader_ranges_rows_and_order) {
   cr_assert_null(tl_shards_open(dir, "nosuchsplit"));
   cr_assert_null(tl_shards_open("/nonexistent", "train"));
   free(all), free(part), free(flows), free(pflows), free(order), free(again), free(hit);
+  remove_dir(dir);
+}
+
+Test(dataset, published_vocabulary_ids_reach_the_shards) {
+  char *dir = make_dir();
+  char vocab[600];
+  snprintf(vocab, sizeof vocab, "%s/vocab.txt", dir);
+  FILE *f = fopen(vocab, "w");
+  fputs("[PAD]\n[SEP]\n[CLS]\n[UNK]\n[MASK]\n0\n##1\n4500\n0001\n", f);
+  fclose(f);
+  tl_dataset_options o;
+  tl_dataset_options_default(&o, TL_TASK_PACKET);
+  o.out_dir = dir;
+  o.seq_len = 8;
+  o.min_per_class = 1;
+  tl_dataset_builder *b = tl_dataset_builder_open(&o, g_labels, 1, g_files, 1);
+  cr_assert_eq(tl_dataset_builder_set_vocab(b, "/nonexistent/vocab.txt"), TL_ERR);
+  cr_assert_eq(tl_dataset_builder_set_vocab(b, vocab), TL_OK, "%s", tl_last_error());
+  uint8_t pkt[4] = {0x45, 0x00, 0x01, 0x02};
+  const uint8_t *one[1] = {pkt};
+  size_t len = 4;
+  for (int i = 0; i < 10; i++)
+    cr_assert_eq(tl_dataset_add_sample(b, 0, flow_id_of(i), 0, one, &len, 1), TL_OK);
+  cr_assert_eq(tl_dataset_builder_set_vocab(b, vocab), TL_ERR, "too late");
+  finish(b);
+  tl_dataset_builder_free(b);
+  tl_shards *s = tl_shards_open(dir, "train");
+  cr_assert_str_eq(tl_shards_tokenizer(s), "etbert-published");
+  cr_assert_eq(tl_shards_vocab_size(s), 9);
+  int32_t row[8];
+  cr_assert_eq(tl_shards_read(s, 0, 1, &(tl_shard_rows){.tokens = row}), TL_OK);
+  // 4500 -> line 7, 0001 -> line 8, 0102 -> [UNK]; then padding.
+  int32_t want[8] = {CLS, 7, 8, 3, PAD, PAD, PAD, PAD};
+  cr_assert_eq(memcmp(row, want, sizeof want), 0, "%d %d %d %d", row[0], row[1], row[2], row[3]);
+  tl_shards_close(s);
   remove_dir(dir);
 }
