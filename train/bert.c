@@ -2,10 +2,9 @@
 // Shapes: B batch, T tokens, C hidden, H heads, D = C / H, F ffn, V vocab.
 #include "train/bert.h"
 
-#include <math.h>
 #include <string.h>
 
-#include "core/rng.h"
+#include "train/init.h"
 
 // --- configuration --------------------------------------------------------------
 
@@ -122,36 +121,19 @@ void tl_bert_free(tl_bert *m) {
   m->layer = NULL;
 }
 
-// Normal N(0, std^2) draws by Box-Muller over two Philox uniforms per element,
-// at counters 2 (base + i) and 2 (base + i) + 1.
-static void fill_normal(tl_tensor *t, float std, uint64_t seed, uint64_t base) {
-  float *x = t->data;
-  int64_t n = tl_numel(t);
-  for (int64_t i = 0; i < n; i++) {
-    uint64_t c = 2 * (base + (uint64_t)i);
-    double u1 = 1.0 - tl_rng_uniform(seed, c), u2 = tl_rng_uniform(seed, c + 1);
-    x[i] = (float)(std * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
-  }
-}
-
 void tl_bert_init_weights(tl_bert *m, uint64_t seed) {
   tl_params *p = m->params;
   TL_ASSERT(p->allocated);
   for (int i = 0; i < p->count; i++) {
     tl_param_info *info = &p->info[i];
     tl_tensor *t = info->tensor;
-    const char *name = t->name;
-    size_t len = strlen(name);
-    bool is_ln_weight = strstr(name, "LayerNorm") && len > 7 && !strcmp(name + len - 7, ".weight");
+    size_t len = strlen(t->name);
+    bool bias = len >= 4 && !strcmp(t->name + len - 4, "bias");
 
-    // Matrices and embeddings random; LayerNorm gamma 1; biases (and LN beta) 0.
-    if (is_ln_weight) {
-      for (int64_t j = 0; j < tl_numel(t); j++) ((float *)t->data)[j] = 1.0f;
-    } else if (info->no_decay) {
-      memset(t->data, 0, (size_t)tl_numel(t) * sizeof(float));
-    } else {
-      fill_normal(t, 0.02f, seed, info->offset);
-    }
+    // Matrices and embeddings random; biases (LayerNorm beta too) 0; the
+    // remaining no-decay parameters are LayerNorm gammas: 1.
+    if (!info->no_decay) tl_fill_normal(t, 0.02f, seed, info->offset);
+    else tl_fill_const(t, bias ? 0.0f : 1.0f);
   }
 }
 
