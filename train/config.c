@@ -38,7 +38,6 @@ static const config_key g_keys[] = {
     KEY("model", "type_vocab", KEY_INT, model.type_vocab),
     KEY("model", "dropout", KEY_FLOAT, model.dropout),
     KEY("model", "attn_dropout", KEY_FLOAT, model.attn_dropout),
-    KEY("model", "init_std", KEY_FLOAT, model.init_std),
     KEY("model", "ln_eps", KEY_FLOAT, model.ln_eps),
     KEY("model", "init", KEY_PATH, model.init),
     KEY("data", "dir", KEY_PATH, data.dir),
@@ -85,7 +84,6 @@ void tl_config_defaults(tl_config *cfg) {
   cfg->model.type_vocab = 3;
   cfg->model.dropout = 0.1;
   cfg->model.attn_dropout = 0.1;
-  cfg->model.init_std = 0.02;
   cfg->model.ln_eps = 1e-12;
   cfg->data.batch_size = 32;
   cfg->data.seq_len = 0;

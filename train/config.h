@@ -33,7 +33,6 @@ typedef struct tl_config {
     int hidden, layers, heads, ffn;  // 0: from the preset (ffn: 4 * hidden)
     int vocab, max_pos, type_vocab;  // 65541 ids, 512 positions, 3 segment rows
     double dropout, attn_dropout;    // 0.1, 0.1
-    double init_std;                 // N(0, init_std^2) init, 0.02
     double ln_eps;                   // layernorm epsilon, 1e-12
     char init[TL_CONFIG_PATH_MAX];   // checkpoint to start from; "" = random init
   } model;
