@@ -8,8 +8,10 @@
 #include "core/log.h"
 
 // Products below this many multiply-adds are too small for BLAS to thread well;
-// batches of them run in parallel instead (~128^3).
+// batches of them run in parallel instead (~128^3) ...
 #define BATCH_PAR_MAX_FLOP ((int64_t)1 << 21)
+// ... unless all of them together are too small to pay for waking threads.
+#define BATCH_PAR_MIN_FLOP ((int64_t)1 << 16)
 
 static void check_dims(int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb,
                        int64_t ldc) {
@@ -38,7 +40,8 @@ void tl_cpu_gemm_batched(const int64_t nbatch[2], int64_t M, int64_t N, int64_t 
                          const int64_t cstride[2]) {
   int64_t n = nbatch[0] * nbatch[1];
   bool shared_c = cstride[0] == 0 && cstride[1] == 0;
-  bool par = n > 1 && !shared_c && M * N * K <= BATCH_PAR_MAX_FLOP;
+  int64_t flop = M * N * K;
+  bool par = n > 1 && !shared_c && flop <= BATCH_PAR_MAX_FLOP && n * flop >= BATCH_PAR_MIN_FLOP;
 
   // One product per batch index; inside the parallel loop BLAS runs single-threaded
   // (OpenMP OpenBLAS checks omp_in_parallel). A shared C accumulates in order.
