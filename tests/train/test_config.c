@@ -203,3 +203,35 @@ Test(config, round_trip) {
   free(ta);
   free(tb);
 }
+
+Test(config, shipped_configs_load_and_resolve) {
+  const char *names[] = {"etbert-tiny", "etbert-mini", "etbert-base", "etbert-compat"};
+  for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/configs/%s.yaml", TL_SOURCE_DIR, names[i]);
+    tl_config cfg;
+    tl_config_defaults(&cfg);
+    cr_assert_eq(tl_config_load(&cfg, path), TL_OK, "%s", tl_last_error());
+    cr_assert_eq(tl_config_resolve(&cfg), TL_OK, "%s: %s", path, tl_last_error());
+  }
+  // The compat preset is the published recipe (REFERENCE.md).
+  char path[512];
+  snprintf(path, sizeof path, "%s/configs/etbert-compat.yaml", TL_SOURCE_DIR);
+  tl_config c;
+  tl_config_defaults(&c);
+  cr_assert_eq(tl_config_load(&c, path), TL_OK);
+  cr_assert_eq(tl_config_resolve(&c), TL_OK);
+  cr_assert_eq(c.model.hidden, 768);
+  cr_assert_eq(c.model.layers, 12);
+  cr_assert_eq(c.optim.lr, 2e-5);
+  cr_assert_eq(tl_config_warmup_steps(&c), c.train.steps / 10);
+  cr_assert_str_eq(c.optim.schedule, "linear");
+  cr_assert_not(c.optim.bias_correction);
+  cr_assert_eq(c.optim.eps, 1e-6);
+  cr_assert_eq(c.optim.weight_decay, 0);
+  cr_assert_eq(c.optim.clip_norm, 0);
+  cr_assert_eq(c.loss.w_mbm, 0.1);
+  cr_assert_eq(c.loss.w_sbp, 1);
+  cr_assert_eq(c.data.batch_size, 32);
+  cr_assert_eq(c.data.seq_len, 128);
+}
