@@ -167,6 +167,20 @@ Test(ops_attention, forward_dropout_matches_philox_reference) {
                                          .causal = true, .key_mask = m}, 81);
 }
 
+Test(ops_attention, forward_dropout_long_rows) {
+  // Rows of 70 and 131 keys take the vectorised Philox (32 counters at a time)
+  // between scalar heads and tails; the second case's counters cross 2^34, where
+  // Philox block numbers carry into their high word.
+  const shape s = {1, 2, 1, 5, 70, 4};
+  check_forward(&s, &(tl_attention_opts){.dropout = 0.5f, .seed = 42, .offset = 3}, 85);
+  const shape t = {2, 2, 2, 3, 131, 8};
+  check_forward(&t, &(tl_attention_opts){.dropout = 0.1f, .seed = 1ull << 40,
+                                         .offset = (1ull << 34) - 900}, 86);
+  tl_tensor *m = length_mask(2, 131, (int64_t[]){131, 97});
+  check_forward(&t, &(tl_attention_opts){.dropout = 0.3f, .seed = 5, .offset = 1, .key_mask = m},
+                87);
+}
+
 typedef struct attn_args {
   tl_attention_opts o;
 } attn_args;
