@@ -113,6 +113,24 @@ Test(ops_linalg, transposed_views_without_copies) {
   cr_assert(tl_test_gradcheck(transposed_views_fn, in, 2, NULL, GC));
 }
 
+// Attention's layout: q, k come out of a linear as [B, T, H, D] and are viewed as
+// [B, H, T, D] (transpose 1, 2): rows ld = H*D apart, batch strides (T*H*D, D)
+// that do not stack. scores = q k^T goes to BLAS without copies.
+static tl_tensor *attention_layout_fn(tl_tensor **in, void *ctx) {
+  tl_tensor *q = tl_transpose(in[0], 1, 2), *k = tl_transpose(in[1], 1, 2);
+  return tl_matmul(q, k, false, true); // [2, 3, 7, 5] x [2, 3, 11, 5]^T -> [2, 3, 7, 11]
+}
+
+Test(ops_linalg, attention_layout) {
+  tl_tensor *in[2] = {tl_test_randn(7, 1.0f, true, 4, (int64_t[]){2, 7, 3, 5}),
+                      tl_test_randn(8, 1.0f, true, 4, (int64_t[]){2, 11, 3, 5})};
+  tl_tape_reset();
+  tl_tensor *y = attention_layout_fn(in, NULL);
+  cr_assert_eq(tl_tape_length(), 3); // two transposes and the matmul
+  check_matmul(tl_transpose(in[0], 1, 2), tl_transpose(in[1], 1, 2), false, true, y);
+  cr_assert(tl_test_gradcheck(attention_layout_fn, in, 2, NULL, GC));
+}
+
 // A view whose last two dims have no unit stride is copied first (on the tape),
 // and a slice of rows keeps its leading dimension (no copy).
 static tl_tensor *strided_fn(tl_tensor **in, void *ctx) {
