@@ -5,9 +5,10 @@
 // split). finish() then decides, per class, which classes stay (min_per_class),
 // which rows stay (max_per_class, whole flows first) and where each flow goes
 // (by flow, by file or by row), and writes each split through a bucket shuffle:
-// rows are scattered into at most MAX_BUCKETS temporary files at random, each
-// bucket is shuffled in memory and appended to the shards. Shards thus hold a
-// uniformly shuffled split while memory stays bounded by one bucket.
+// rows are scattered in one pass into at most MAX_BUCKETS temporary files per
+// split at random, then each bucket is shuffled in memory and appended to the
+// shards. Shards thus hold a uniformly shuffled split while memory stays
+// bounded by one bucket.
 //
 // Pre-training pairs need their B halves from the same split as A (a negative
 // must not carry a test flow's bytes into train), so there a flow's split is
@@ -31,7 +32,7 @@
 enum {
   RESERVOIR_SLOTS = 64, // recent second halves kept per split as negative B candidates
   BUCKET_ROWS = 4096,   // rows per shuffle bucket, on average
-  MAX_BUCKETS = 256,    // open bucket files per split at most
+  MAX_BUCKETS = 128,    // open bucket files per split at most
 };
 
 // Streams of the seeded generator, one per purpose, so that changing one
@@ -598,13 +599,12 @@ static void plan_classes(tl_dataset_builder *b) {
   free(by_class);
 }
 
-// Called for each kept row of a pass, with its split and its final label.
+// Called for each kept row of the pass, with its split and its final label.
 typedef tl_status (*row_fn)(tl_dataset_builder *b, int split, flow_entry *f,
                             const tl_spool_row *h, const int32_t *tokens, void *ctx);
 
 // One pass over the spool in arrival order, deciding for every row whether it
-// is kept and where it goes; both the counting and the writing passes use it,
-// so they cannot disagree.
+// is kept and where it goes.
 static tl_status for_each_kept_row(tl_dataset_builder *b, row_fn fn, void *ctx) {
   if (fflush(b->spool) != 0 || fseek(b->spool, 0, SEEK_SET) != 0) {
     tl_set_error("%s: cannot rewind: %s", b->spool_path, strerror(errno));
@@ -631,31 +631,65 @@ static tl_status for_each_kept_row(tl_dataset_builder *b, row_fn fn, void *ctx) 
   return got < 0 ? TL_ERR : TL_OK;
 }
 
-static tl_status count_row(tl_dataset_builder *b, int split, flow_entry *f,
-                           const tl_spool_row *h, const int32_t *tokens, void *ctx) {
+// --- finish: writing
+
+// The buckets of all three splits, filled in one pass over the spool.
+typedef struct {
+  int k[TL_NUM_SPLITS];        // buckets per split
+  FILE **bucket[TL_NUM_SPLITS]; // [k]
+  char **path[TL_NUM_SPLITS];   // [k]
+  tl_split_rng rng[TL_NUM_SPLITS];
+} scatter_ctx;
+
+// Counts a kept row for the summary and manifest, and drops it into a random
+// bucket of its split.
+static tl_status scatter_row(tl_dataset_builder *b, int split, flow_entry *f,
+                             const tl_spool_row *h, const int32_t *tokens, void *ctx) {
+  scatter_ctx *sc = ctx;
   b->rows[f->label][split]++;
   if (b->opt.task == TL_TASK_PRETRAIN) b->pair_rows[h->label][split]++;
   if (!(f->in_split & (1u << split))) b->flows_in[split]++;
   f->in_split |= (uint8_t)(1u << split);
+  int i = (int)tl_split_rng_below(&sc->rng[split], (uint64_t)sc->k[split]);
+  return tl_spool_write(sc->bucket[split][i], sc->path[split][i], h, tokens);
+}
+
+// Opens the buckets: about BUCKET_ROWS rows each by the expected split sizes.
+static tl_status open_buckets(tl_dataset_builder *b, scatter_ctx *sc) {
+  int64_t kept = 0;
+  double sum = 0;
+  for (int64_t i = 0; i < b->n_flows; i++)
+    if (b->new_label[b->flows[i].label] >= 0) kept += b->flows[i].keep;
+  for (int s = 0; s < TL_NUM_SPLITS; s++) sum += b->opt.split_ratio[s];
+  for (int s = 0; s < TL_NUM_SPLITS; s++) {
+    double expect = kept * b->opt.split_ratio[s] / sum;
+    int64_t k = (int64_t)(expect / BUCKET_ROWS) + 1;
+    sc->k[s] = (int)(k > MAX_BUCKETS ? MAX_BUCKETS : k);
+    sc->bucket[s] = tl_xcalloc((size_t)sc->k[s], sizeof *sc->bucket[s]);
+    sc->path[s] = tl_xcalloc((size_t)sc->k[s], sizeof *sc->path[s]);
+    tl_split_rng_seed(&sc->rng[s], b->opt.seed, STREAM_BUCKET + (uint64_t)s);
+    for (int i = 0; i < sc->k[s]; i++) {
+      sc->path[s][i] = tl_xstrdup(tl_fmt("%s/%s-%03d.bucket", b->tmp_dir, g_split_names[s], i));
+      sc->bucket[s][i] = fopen(sc->path[s][i], "w+b");
+      if (!sc->bucket[s][i]) {
+        tl_set_error("%s: cannot create: %s", sc->path[s][i], strerror(errno));
+        return TL_ERR;
+      }
+    }
+  }
   return TL_OK;
 }
 
-// --- finish: writing
-
-typedef struct {
-  int split;
-  int k;          // buckets
-  FILE **bucket;  // [k]
-  char **path;    // [k]
-  tl_split_rng rng;
-} scatter_ctx;
-
-static tl_status scatter_row(tl_dataset_builder *b, int split, flow_entry *f,
-                             const tl_spool_row *h, const int32_t *tokens, void *ctx) {
-  scatter_ctx *sc = ctx;
-  if (split != sc->split) return TL_OK;
-  int i = (int)tl_split_rng_below(&sc->rng, (uint64_t)sc->k);
-  return tl_spool_write(sc->bucket[i], sc->path[i], h, tokens);
+static void close_buckets(scatter_ctx *sc) {
+  for (int s = 0; s < TL_NUM_SPLITS; s++) {
+    for (int i = 0; i < sc->k[s] && sc->path[s]; i++) {
+      if (sc->bucket[s][i]) fclose(sc->bucket[s][i]);
+      if (sc->path[s][i]) unlink(sc->path[s][i]);
+      free(sc->path[s][i]);
+    }
+    free(sc->bucket[s]);
+    free(sc->path[s]);
+  }
 }
 
 // Rolls shard files over every rows_per_shard rows of one split.
@@ -739,45 +773,22 @@ static void fill_meta(tl_dataset_builder *b, int split, const char **kept_names,
   m->n_files = b->n_files;
 }
 
-// Writes one split: scatter into buckets, then drain each bucket shuffled.
-static tl_status write_split(tl_dataset_builder *b, int split, int64_t n_rows,
+// Writes one split: drains each of its buckets, shuffled, into the shards.
+static tl_status write_split(tl_dataset_builder *b, scatter_ctx *sc, int split, int64_t n_rows,
                              const char **kept_names, int n_kept) {
-  scatter_ctx sc = {.split = split};
-  int64_t k = (n_rows + BUCKET_ROWS - 1) / BUCKET_ROWS;
-  sc.k = (int)(k < 1 ? 1 : k > MAX_BUCKETS ? MAX_BUCKETS : k);
-  sc.bucket = tl_xcalloc((size_t)sc.k, sizeof *sc.bucket);
-  sc.path = tl_xcalloc((size_t)sc.k, sizeof *sc.path);
-  tl_split_rng_seed(&sc.rng, b->opt.seed, STREAM_BUCKET + (uint64_t)split);
-  tl_status st = TL_OK;
-  for (int i = 0; i < sc.k && st == TL_OK; i++) {
-    sc.path[i] = tl_xstrdup(tl_fmt("%s/%s-%03d.bucket", b->tmp_dir, g_split_names[split], i));
-    sc.bucket[i] = fopen(sc.path[i], "w+b");
-    if (!sc.bucket[i]) {
-      tl_set_error("%s: cannot create: %s", sc.path[i], strerror(errno));
-      st = TL_ERR;
-    }
-  }
-  if (st == TL_OK) st = for_each_kept_row(b, scatter_row, &sc);
-
   shard_set ss = {.b = b, .split = split, .left = n_rows};
   fill_meta(b, split, kept_names, n_kept, &ss.meta);
   tl_split_rng shuffle;
   tl_split_rng_seed(&shuffle, b->opt.seed, STREAM_SHUFFLE + (uint64_t)split);
-  for (int i = 0; i < sc.k && st == TL_OK; i++)
-    st = drain_bucket(&ss, sc.bucket[i], sc.path[i], &shuffle);
+  tl_status st = TL_OK;
+  for (int i = 0; i < sc->k[split] && st == TL_OK; i++)
+    st = drain_bucket(&ss, sc->bucket[split][i], sc->path[split][i], &shuffle);
   if (tl_shard_writer_close(ss.w) != TL_OK) st = TL_ERR;
   if (st == TL_OK && ss.left != 0) {
     tl_set_error("dataset: %s: %lld rows missing after the shuffle", g_split_names[split],
                  (long long)ss.left);
     st = TL_ERR;
   }
-  for (int i = 0; i < sc.k; i++) {
-    if (sc.bucket[i]) fclose(sc.bucket[i]);
-    if (sc.path[i]) unlink(sc.path[i]);
-    free(sc.path[i]);
-  }
-  free(sc.bucket);
-  free(sc.path);
   return st;
 }
 
@@ -908,12 +919,11 @@ tl_status tl_dataset_builder_finish(tl_dataset_builder *b, const tl_dataset_summ
     tl_warn("split by packet: rows of one flow land in train and test, so test scores "
             "overstate accuracy on unseen flows");
 
-  // Decide: classes, caps, splits; then count what each split gets.
+  // Decide: classes, caps, splits.
   if (choose_classes(b) != TL_OK) return TL_ERR;
   plan_classes(b);
   b->kept_ordinal = tl_xcalloc((size_t)b->n_classes, sizeof *b->kept_ordinal);
   b->rows = tl_xcalloc((size_t)b->n_classes, sizeof *b->rows);
-  if (for_each_kept_row(b, count_row, NULL) != TL_OK) return TL_ERR;
 
   // Names of the kept classes, in their new order (pairs name the SOP labels).
   int n_kept = 0;
@@ -927,15 +937,20 @@ tl_status tl_dataset_builder_finish(tl_dataset_builder *b, const tl_dataset_summ
       if (b->new_label[c] >= 0) kept_names[n_kept++] = b->label_names[c];
   }
 
-  // Write every split, then the manifest that lists them.
-  remove_stale_shards(b);
-  tl_status st = TL_OK;
+  // One pass scatters (and counts) every kept row; each split is then written
+  // from its buckets, and the manifest lists the result.
+  scatter_ctx sc;
+  memset(&sc, 0, sizeof sc);
+  tl_status st = open_buckets(b, &sc);
+  if (st == TL_OK) st = for_each_kept_row(b, scatter_row, &sc);
+  if (st == TL_OK) remove_stale_shards(b);
   for (int s = 0; s < TL_NUM_SPLITS && st == TL_OK; s++) {
     int64_t n = 0;
     for (int c = 0; c < b->n_classes; c++) n += b->rows[c][s];
-    if (n > 0) st = write_split(b, s, n, kept_names, n_kept);
+    if (n > 0) st = write_split(b, &sc, s, n, kept_names, n_kept);
     b->summary.total_rows += n;
   }
+  close_buckets(&sc);
   if (st == TL_OK) st = write_manifest(b, kept_names, n_kept);
   free(kept_names);
   if (st != TL_OK) return TL_ERR;

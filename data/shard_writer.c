@@ -99,7 +99,7 @@ static hid_t make_dataset(hid_t f, const char *name, hid_t type, int rank, int64
   hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
   H5Pset_chunk(dcpl, rank, chunk);
   H5Pset_shuffle(dcpl);
-  H5Pset_deflate(dcpl, 4);
+  H5Pset_deflate(dcpl, 1);
   H5Pset_obj_track_times(dcpl, 0);
   hid_t ds = H5Dcreate2(f, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
   H5Pclose(dcpl);
