@@ -20,7 +20,16 @@ typedef struct {
   int64_t first, rows; // global number of the file's first row; its row count
 } shard_file;
 
+// One block of chunk_rows rows held decoded, so that reads in the order of
+// tl_shards_order() decompress each chunk once.
+typedef struct {
+  int64_t first, n; // rows [first, first + n); n == 0: empty
+  int32_t *tokens, *segments, *lengths, *labels, *file_index;
+  int64_t *flow_ids;
+} block_cache;
+
 struct tl_shards {
+  block_cache cache;
   int seq_len;
   int32_t vocab_size;
   int64_t rows, chunk_rows;
@@ -179,6 +188,12 @@ void tl_shards_close(tl_shards *s) {
   }
   for (int i = 0; i < s->n_labels; i++) free(s->labels[i]);
   free(s->labels);
+  free(s->cache.tokens);
+  free(s->cache.segments);
+  free(s->cache.lengths);
+  free(s->cache.labels);
+  free(s->cache.file_index);
+  free(s->cache.flow_ids);
   free(s->files);
   free(s->task);
   free(s->tokenizer);
@@ -263,19 +278,48 @@ tl_status tl_shards_read(tl_shards *s, int64_t start, int64_t n, const tl_shard_
   return TL_OK;
 }
 
+// Makes the cache hold the chunk-aligned block of row r.
+static tl_status load_block(tl_shards *s, int64_t r) {
+  block_cache *c = &s->cache;
+  if (c->n > 0 && r >= c->first && r < c->first + c->n) return TL_OK;
+  size_t cap = (size_t)s->chunk_rows, L = (size_t)s->seq_len;
+  if (!c->tokens) {
+    c->tokens = tl_xmalloc(cap * L * sizeof *c->tokens);
+    c->segments = tl_xmalloc(cap * L * sizeof *c->segments);
+    c->lengths = tl_xmalloc(cap * sizeof *c->lengths);
+    c->labels = tl_xmalloc(cap * sizeof *c->labels);
+    c->file_index = tl_xmalloc(cap * sizeof *c->file_index);
+    c->flow_ids = tl_xmalloc(cap * sizeof *c->flow_ids);
+  }
+  c->n = 0;
+  int64_t first = r / s->chunk_rows * s->chunk_rows;
+  int64_t n = first + s->chunk_rows <= s->rows ? s->chunk_rows : s->rows - first;
+  tl_shard_rows all = {c->tokens, c->segments, c->lengths, c->labels, c->flow_ids, c->file_index};
+  if (tl_shards_read(s, first, n, &all) != TL_OK) return TL_ERR;
+  c->first = first;
+  c->n = n;
+  return TL_OK;
+}
+
 tl_status tl_shards_read_rows(tl_shards *s, const int64_t *rows, int64_t n,
                               const tl_shard_rows *out) {
-  int64_t L = s->seq_len;
-  for (int64_t i = 0; i < n;) {
-    // The longest run rows[i], rows[i]+1, ... is one contiguous read.
-    int64_t run = 1;
-    while (i + run < n && rows[i + run] == rows[i] + run) run++;
-    tl_shard_rows part = {
-        out->tokens ? out->tokens + i * L : NULL,   out->segments ? out->segments + i * L : NULL,
-        out->lengths ? out->lengths + i : NULL,     out->labels ? out->labels + i : NULL,
-        out->flow_ids ? out->flow_ids + i : NULL,   out->file_index ? out->file_index + i : NULL};
-    if (tl_shards_read(s, rows[i], run, &part) != TL_OK) return TL_ERR;
-    i += run;
+  size_t L = (size_t)s->seq_len;
+  for (int64_t i = 0; i < n; i++) {
+    int64_t r = rows[i];
+    if (r < 0 || r >= s->rows) {
+      tl_set_error("shards: row %lld outside [0, %lld)", (long long)r, (long long)s->rows);
+      return TL_ERR;
+    }
+    if (load_block(s, r) != TL_OK) return TL_ERR;
+    const block_cache *c = &s->cache;
+    int64_t k = r - c->first;
+    if (out->tokens) memcpy(out->tokens + i * L, c->tokens + k * L, L * sizeof *c->tokens);
+    if (out->segments)
+      memcpy(out->segments + i * L, c->segments + k * L, L * sizeof *c->segments);
+    if (out->lengths) out->lengths[i] = c->lengths[k];
+    if (out->labels) out->labels[i] = c->labels[k];
+    if (out->flow_ids) out->flow_ids[i] = c->flow_ids[k];
+    if (out->file_index) out->file_index[i] = c->file_index[k];
   }
   return TL_OK;
 }

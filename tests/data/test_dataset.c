@@ -637,6 +637,13 @@ Test(dataset, reader_ranges_rows_and_order) {
     cr_assert_eq(pflows[i], flows[order[i]]);
     cr_assert_eq(memcmp(part + i * L, all + order[i] * L, L * sizeof *all), 0);
   }
+  // A uniform order (blocks of one row) misses the block cache at every row.
+  tl_shards_order(n, 1, 4, 0, order);
+  cr_assert_eq(tl_shards_read_rows(s, order, n, &(tl_shard_rows){.tokens = part}), TL_OK);
+  for (int64_t i = 0; i < n; i++)
+    cr_assert_eq(memcmp(part + i * L, all + order[i] * L, L * sizeof *all), 0);
+  int64_t bad = n;
+  cr_assert_eq(tl_shards_read_rows(s, &bad, 1, &(tl_shard_rows){.tokens = part}), TL_ERR);
   tl_shards_close(s);
   cr_assert_null(tl_shards_open(dir, "nosuchsplit"));
   cr_assert_null(tl_shards_open("/nonexistent", "train"));
