@@ -87,7 +87,8 @@ def main(out_dir):
                         fail(f"flow {fl} is in {flow_split[fl]} and {split}")
         if rows != info["rows"] or per_label.tolist() != info["rows_per_label"]:
             fail(f"{split}: rows {rows} / {per_label.tolist()} differ from the manifest")
-        print(f"{split}: {rows} rows, per label {per_label.tolist()}, {len(info['shards'])} file(s)")
+        n_files = len(info["shards"])
+        print(f"{split}: {rows} rows, per label {per_label.tolist()}, {n_files} file(s)")
     print(f"ok: {out_dir} ({m['task']}, {len(m['label_names'])} labels, seq_len {m['seq_len']})")
 
 

@@ -454,7 +454,8 @@ static int burst_pkts(int f, int k) { return 1 + (f + k) % 4; }
 
 static int burst_tokens(int f, int k, int pb, int32_t *out) {
   int n = 0;
-  for (int p = 0; p < burst_pkts(f, k); p++) n += ref_tokens(flow_id_of(f), 10 * k + p, 1, pb, out + n);
+  for (int p = 0; p < burst_pkts(f, k); p++)
+    n += ref_tokens(flow_id_of(f), 10 * k + p, 1, pb, out + n);
   return n;
 }
 
@@ -474,7 +475,8 @@ static void build_pretrain(const char *dir, uint64_t seed, int n_flows, int L) {
       for (int q = 0; q < p.n; q++) {
         p.lens[q] = len_at(flow_id_of(f), 10 * k + q);
         p.bytes[q] = malloc(p.lens[q]);
-        for (size_t j = 0; j < p.lens[q]; j++) p.bytes[q][j] = byte_at(flow_id_of(f), 10 * k + q, (int)j);
+        for (size_t j = 0; j < p.lens[q]; j++)
+          p.bytes[q][j] = byte_at(flow_id_of(f), 10 * k + q, (int)j);
       }
       cr_assert_eq(tl_dataset_add_burst(b, flow_id_of(f), f % 10, (const uint8_t *const *)p.bytes,
                                         p.lens, p.n),
@@ -631,8 +633,8 @@ Test(dataset, reader_ranges_rows_and_order) {
     cr_assert(order[i] >= 0 && order[i] < n && !hit[order[i]], "a permutation");
     hit[order[i]] = 1;
   }
-  cr_assert_eq(tl_shards_read_rows(s, order, n, &(tl_shard_rows){.tokens = part, .flow_ids = pflows}),
-               TL_OK);
+  tl_shard_rows both = {.tokens = part, .flow_ids = pflows};
+  cr_assert_eq(tl_shards_read_rows(s, order, n, &both), TL_OK);
   for (int64_t i = 0; i < n; i++) {
     cr_assert_eq(pflows[i], flows[order[i]]);
     cr_assert_eq(memcmp(part + i * L, all + order[i] * L, L * sizeof *all), 0);
