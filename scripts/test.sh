@@ -14,7 +14,7 @@ cmake --build build -j"$JOBS"
 echo "== sanitizer build (ASan + UBSan)"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTL_SANITIZE=ON -DTL_CUDA=OFF >/dev/null
 cmake --build build-asan -j"$JOBS"
-# Leak checking is off: OpenBLAS and libgomp keep thread pools alive at exit.
-export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
+# Leaks count as failures too.
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 (cd build-asan && ctest --output-on-failure)
