@@ -136,10 +136,10 @@ __global__ void attn_fwd_kernel(attn_shape a, T *o, float *lse, const T *q, cons
   }
   if (!active) return;
 
-  // Normalise; a row that saw no key gets zeros and lse = -inf.
+  // Normalise; a row that saw no key gets zeros and lse = +inf (as kernels/cpu).
   float inv = l_run > 0.0f ? 1.0f / l_run : 0.0f;
   store_row(o + (bh * a.T + t) * a.D, acc, inv, a.D, false);
-  if (lane == 0) lse[bh * a.T + t] = l_run > 0.0f ? m_run + logf(l_run) : -INFINITY;
+  if (lane == 0) lse[bh * a.T + t] = l_run > 0.0f ? m_run + logf(l_run) : INFINITY;
 }
 
 // --- backward: delta = rowsum(dO * O) ---------------------------------------------------
@@ -166,7 +166,7 @@ __global__ void attn_dq_kernel(attn_shape a, T *dq, const T *dout, const T *q, c
   int64_t bh = blockIdx.y, b = bh / a.Hq, h = bh % a.Hq, g = h / (a.Hq / a.Hkv);
   int64_t t0 = (int64_t)blockIdx.x * WARPS, t = t0 + warp;
   int64_t row = bh * a.T + t;
-  bool active = t < a.T && lse[min(row, bh * a.T + a.T - 1)] != -INFINITY;
+  bool active = t < a.T && lse[min(row, bh * a.T + a.T - 1)] != INFINITY;
   const T *kb = k + (b * a.Hkv + g) * a.S * a.D, *vb = v + (b * a.Hkv + g) * a.S * a.D;
   float *qrow = qs + warp * a.D, *dorow = dos + warp * a.D;
   float l = 0.0f, dl = 0.0f;
@@ -234,7 +234,7 @@ __global__ void attn_dkv_kernel(attn_shape a, T *dk, T *dv, const T *dout, const
       load_tile(dot_, db, t0, a.T, a.D, a.ldt);
       for (int i = threadIdx.x; i < TILE; i += blockDim.x) {
         bool in = t0 + i < a.T;
-        lt[i] = in ? lse[bh * a.T + t0 + i] : -INFINITY;
+        lt[i] = in ? lse[bh * a.T + t0 + i] : INFINITY;
         dlt[i] = in ? delta[bh * a.T + t0 + i] : 0.0f;
       }
       __syncthreads();
@@ -243,7 +243,7 @@ __global__ void attn_dkv_kernel(attn_shape a, T *dk, T *dv, const T *dout, const
       // Lane j takes query t0 + j.
       int64_t t = t0 + lane;
       float pd = 0.0f, ds = 0.0f;
-      if (visible(a, b, t, s) && lt[lane] != -INFINITY) {
+      if (visible(a, b, t, s) && lt[lane] != INFINITY) {
         float p = expf(a.scale * dot(krow, qt + lane * a.ldt, a.D) - lt[lane]);
         float f = drop_factor(a, b, h, t, s);
         float dp = dot(vrow, dot_ + lane * a.ldt, a.D);

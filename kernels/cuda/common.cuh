@@ -40,13 +40,23 @@ __device__ __forceinline__ void note_bad_index(int64_t *slot, int64_t id) {
 // bits to a float. Any change there must be mirrored here (the test compares
 // the two bit for bit).
 
-__device__ __forceinline__ float philox_uniform(uint64_t seed, uint64_t counter) {
+// 32x32 -> high 32 bits: the intrinsic on the device, a 64-bit product on the host.
+__host__ __device__ __forceinline__ uint32_t mulhi32(uint32_t a, uint32_t b) {
+#ifdef __CUDA_ARCH__
+  return __umulhi(a, b);
+#else
+  return (uint32_t)(((uint64_t)a * b) >> 32);
+#endif
+}
+
+// __host__ too, so a CPU-only machine can test this copy against core/rng.h.
+__host__ __device__ __forceinline__ float philox_uniform(uint64_t seed, uint64_t counter) {
   uint64_t block = counter >> 2;
   uint32_t c0 = (uint32_t)block, c1 = (uint32_t)(block >> 32), c2 = 0, c3 = 0;
   uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
   for (int r = 0; r < 10; r++) {
-    uint32_t hi0 = __umulhi(0xD2511F53u, c0), lo0 = 0xD2511F53u * c0;
-    uint32_t hi1 = __umulhi(0xCD9E8D57u, c2), lo1 = 0xCD9E8D57u * c2;
+    uint32_t hi0 = mulhi32(0xD2511F53u, c0), lo0 = 0xD2511F53u * c0;
+    uint32_t hi1 = mulhi32(0xCD9E8D57u, c2), lo1 = 0xCD9E8D57u * c2;
     uint32_t n0 = hi1 ^ c1 ^ k0, n2 = hi0 ^ c3 ^ k1;
     c1 = lo1;
     c3 = lo0;

@@ -187,6 +187,10 @@ extern "C" void tl_cuda_swiglu_bwd(tl_cuda_dtype dt, void *dgate, void *dup, con
 // --- Philox and dropout -------------------------------------------------------
 // The generator itself is philox_uniform in common.cuh (shared with attention).
 
+extern "C" float tl_cuda_philox_uniform_host(uint64_t seed, uint64_t counter) {
+  return philox_uniform(seed, counter);
+}
+
 __global__ void rng_uniform_kernel(float *out, int64_t n, uint64_t seed, uint64_t offset) {
   FOR_EACH(i, n) out[i] = philox_uniform(seed, offset + (uint64_t)i);
 }

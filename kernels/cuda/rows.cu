@@ -295,17 +295,23 @@ extern "C" void tl_cuda_cross_entropy_bwd(tl_cuda_dtype dt, void *dlogits, const
 
 // --- rotary embedding -----------------------------------------------------------------
 // One thread per pair (i, i + D/2) of one token; sign = -1 applies the inverse
-// rotation (backward), which also accumulates.
+// rotation (backward), which also accumulates. The angle is computed in f32 as
+// transformers (and kernels/cpu/rope.c) do: inv_freq = 1 / theta^(2i/D) in f32,
+// angle = f32(pos) * inv_freq, so far positions round the same way on both
+// devices. pow, cos and sin go through double and round once, which matches a
+// correctly rounded libm (glibc's powf/cosf/sinf are, to within the last bit).
 
 template <typename T>
 __global__ void rope_kernel(T *y, const T *x, int64_t BH, int64_t T_, int64_t D, int64_t pos0,
-                            double theta, float sign, bool acc) {
+                            float theta, float sign, bool acc) {
   int64_t half = D / 2, total = BH * T_ * half;
   for (int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; k < total;
        k += (int64_t)gridDim.x * blockDim.x) {
     int64_t i = k % half, row = k / half, t = row % T_;
-    double angle = (double)(pos0 + t) * pow(theta, -2.0 * (double)i / (double)D);
-    float c = (float)cos(angle), s = sign * (float)sin(angle);
+    float expo = (float)(2 * i) / (float)D;
+    float inv_freq = 1.0f / (float)pow((double)theta, (double)expo);
+    float angle = (float)(pos0 + t) * inv_freq;
+    float c = (float)cos((double)angle), s = sign * (float)sin((double)angle);
     const T *xr = x + row * D;
     T *yr = y + row * D;
     float a = ld(&xr[i]), b = ld(&xr[i + half]);
@@ -324,7 +330,7 @@ static void rope_run(tl_cuda_dtype dt, void *y, const void *x, int64_t BH, int64
   int64_t total = BH * T * (D / 2);
   if (total <= 0) return;
   TL_DISPATCH(dt, Ty, rope_kernel<Ty><<<tl_blocks(total, 256), 256, 0, tl_stream()>>>(
-                          (Ty *)y, (const Ty *)x, BH, T, D, pos0, (double)theta, sign, acc));
+                          (Ty *)y, (const Ty *)x, BH, T, D, pos0, theta, sign, acc));
   TL_CU_LAUNCH();
 }
 

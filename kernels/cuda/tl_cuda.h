@@ -127,6 +127,9 @@ void tl_cuda_swiglu_bwd(tl_cuda_dtype dt, void *dgate, void *dup, const void *dy
 // Philox4x32-10 uniforms, the exact mapping of core/rng.h:
 //   out[i] = tl_rng_uniform(seed, offset + i)  (f32 out, bit-identical to the CPU).
 void tl_cuda_rng_uniform(float *out, int64_t n, uint64_t seed, uint64_t offset);
+// The same device code compiled for the host (no GPU needed): one uniform.
+// Lets a CPU-only build check the kernels' copy of the generator.
+float tl_cuda_philox_uniform_host(uint64_t seed, uint64_t counter);
 // Dropout: element i is kept when tl_rng_uniform(seed, offset + i) >= p, and kept
 // ones are scaled by 1 / (1 - p). Nothing is stored: backward redraws the mask.
 //   fwd: y[i] = keep ? x[i] / (1 - p) : 0         bwd: dx[i] += keep ? dy[i] / (1 - p) : 0
@@ -203,9 +206,9 @@ void tl_cuda_rmsnorm_bwd(tl_cuda_dtype dt, void *dx, float *dgamma, const void *
                          int64_t C);
 
 // Cross entropy fused with log-softmax. logits [N, V], targets i32 [N], each in
-// [0, V) or == ignore_index (a target outside both aborts the kernel wrapper on
-// the next tl_cuda_take_bad_index, reported like an embedding id, and counts as
-// ignored). Writes lse[N] (every row) and, on the device, loss[0] = mean over
+// [0, V) or == ignore_index (a target outside both counts as ignored and is
+// reported by tl_cuda_take_bad_index, like an embedding id). Writes lse[N]
+// (every row) and, on the device, loss[0] = mean over
 // counted rows of lse - logit[target] (0 when none) and count[0] = that number
 // of rows (as a float). All without a host sync.
 void tl_cuda_cross_entropy(tl_cuda_dtype dt, float *loss, float *count, float *lse,
@@ -220,7 +223,8 @@ void tl_cuda_cross_entropy_bwd(tl_cuda_dtype dt, void *dlogits, const float *dlo
 
 // Rotary embedding, Hugging Face Llama convention (rotate_half pairs (i, i + D/2)):
 // x, y [B, H, T, D] (D even), token t at position pos0 + t, angle
-// (pos0 + t) * theta^(-2i/D), computed in double so long positions stay exact.
+// (pos0 + t) * theta^(-2i/D) computed in f32 as transformers and kernels/cpu/rope.c
+// do (f32 inverse frequency, f32 product), so both devices round alike.
 // x and y may alias. bwd applies the inverse rotation and adds into dx.
 void tl_cuda_rope(tl_cuda_dtype dt, void *y, const void *x, int64_t BH, int64_t T, int64_t D,
                   int64_t pos0, float theta);
@@ -232,7 +236,8 @@ void tl_cuda_rope_bwd(tl_cuda_dtype dt, void *dx, const void *dy, int64_t BH, in
 // q, o [B, Hq, T, D]; k, v [B, Hkv, S, D]; Hq a multiple of Hkv (query head h
 // reads kv head h / (Hq / Hkv)); D <= 256. key_mask i32 [B, S] (1 attend, 0 pad)
 // or NULL; causal: query t sees keys s <= t (needs T == S). scale 0 = 1/sqrt(D).
-// A query that sees no key gets a zero output and lse = -inf.
+// A query that sees no key gets a zero output and lse = +inf (as kernels/cpu:
+// exp(score - lse) is then 0 in backward).
 // Dropout on the probabilities (p > 0): element (b, h, t, s) is kept when
 // tl_rng_uniform(seed, offset + ((b*Hq + h)*T + t)*S + s) >= p, kept scaled by
 // 1/(1-p) — the counter is the element's index in the [B, Hq, T, S] matrix.
