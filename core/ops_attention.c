@@ -87,6 +87,14 @@ tl_tensor *tl_attention(tl_tensor *q, tl_tensor *k, tl_tensor *v, const tl_atten
   c->a = make_args(q, k, v, o);
   tl_tensor *out = tl_empty(TL_F32, 4, (int64_t[]){c->a.B, c->a.Hq, c->a.T, c->a.D});
   c->lse = tl_arena_alloc(arena, sizeof(float) * (size_t)(c->a.B * c->a.Hq * c->a.T + 1));
+  tl_tensor *in[3] = {q, k, v};
+  bool record = tl_needs_grad(in, 3);
+
+  // With dropout and a backward to come, keep the draws as bits (S / 8 bytes
+  // per query row) rather than run Philox twice.
+  if (record && c->a.dropout > 0)
+    c->a.drop_bits = tl_arena_alloc(arena, (size_t)(c->a.B * c->a.Hq * c->a.T) *
+                                               (size_t)((c->a.S + 7) / 8) + 1);
 
   // Per-thread T x S score scratch, released when the kernel returns.
   size_t mark = arena->used;
@@ -95,7 +103,6 @@ tl_tensor *tl_attention(tl_tensor *q, tl_tensor *k, tl_tensor *v, const tl_atten
   tl_cpu_attention_fwd(&c->a, out->data, c->lse, scratch, nt);
   arena->used = mark;
 
-  tl_tensor *in[3] = {q, k, v};
-  if (tl_needs_grad(in, 3)) tl_record("attention", attention_backward, out, in, 3)->ctx = c;
+  if (record) tl_record("attention", attention_backward, out, in, 3)->ctx = c;
   return out;
 }

@@ -24,7 +24,6 @@ typedef struct head_view {
   int64_t ldq, ldk, ldv;
   const int32_t *key_mask; // [S] or NULL
   int64_t S_eff;           // keys past the last unpadded one are skipped entirely
-  uint64_t counter;        // Philox counter of element (t = 0, j = 0)
 } head_view;
 
 static head_view view_of(const tl_cpu_attn *a, int64_t b, int64_t h) {
@@ -41,7 +40,6 @@ static head_view view_of(const tl_cpu_attn *a, int64_t b, int64_t h) {
   hv.S_eff = a->S;
   if (hv.key_mask)
     while (hv.S_eff > 0 && !hv.key_mask[hv.S_eff - 1]) hv.S_eff--;
-  hv.counter = a->offset + (uint64_t)((b * a->Hq + h) * a->T) * (uint64_t)a->S;
   return hv;
 }
 
@@ -155,6 +153,34 @@ static void dropout_row(const tl_cpu_attn *a, uint64_t counter, float *mult, int
   }
 }
 
+// Query row r = (b * Hq + h) * T + t: its Philox counter and its keep bits.
+static uint64_t row_counter(const tl_cpu_attn *a, int64_t r) {
+  return a->offset + (uint64_t)r * (uint64_t)a->S;
+}
+static uint8_t *row_bits(const tl_cpu_attn *a, int64_t r) {
+  return a->drop_bits + r * ((a->S + 7) / 8);
+}
+
+// Forward: draw the row's multipliers and keep their bits for backward.
+static void draw_row(const tl_cpu_attn *a, int64_t r, float *mult, int64_t n) {
+  dropout_row(a, row_counter(a, r), mult, n);
+  if (!a->drop_bits) return;
+  uint8_t *bits = row_bits(a, r);
+  memset(bits, 0, (size_t)(n + 7) / 8);
+  for (int64_t j = 0; j < n; j++) bits[j >> 3] |= (uint8_t)((mult[j] != 0) << (j & 7));
+}
+
+// Backward: the same multipliers, from the kept bits when there are some.
+static void redraw_row(const tl_cpu_attn *a, int64_t r, float *mult, int64_t n) {
+  if (!a->drop_bits) {
+    dropout_row(a, row_counter(a, r), mult, n);
+    return;
+  }
+  const uint8_t *bits = row_bits(a, r);
+  float keep = 1.0f / (1.0f - a->dropout);
+  for (int64_t j = 0; j < n; j++) mult[j] = (bits[j >> 3] >> (j & 7)) & 1 ? keep : 0.0f;
+}
+
 // One (b, h) forward. P: T x S scratch (row stride S); out: [T, D]; lse: [T].
 static void fwd_head(const tl_cpu_attn *a, int64_t b, int64_t h, float *P, float *mult,
                      float *out, float *lse) {
@@ -191,7 +217,7 @@ static void fwd_head(const tl_cpu_attn *a, int64_t b, int64_t h, float *P, float
     lse[t] = m + (float)log(sum);
 
     if (a->dropout > 0) {
-      dropout_row(a, hv.counter + (uint64_t)(t * S), mult, limit);
+      draw_row(a, (b * a->Hq + h) * T + t, mult, limit);
 #pragma omp simd
       for (int64_t j = 0; j < limit; j++) row[j] *= mult[j];
     }
@@ -229,10 +255,10 @@ void tl_cpu_attention_fwd(const tl_cpu_attn *a, float *out, float *lse, float *s
 // V) and dP holds dS, the gradient of the scaled scores:
 //   dS_j = P_j (m_j dP_j - sum_i P_i m_i dP_i), m the dropout multipliers.
 // Columns [limit, Se) are zeroed in both.
-static void bwd_row(const tl_cpu_attn *a, uint64_t counter, float *P, float *dP, float *mult,
+static void bwd_row(const tl_cpu_attn *a, int64_t r, float *P, float *dP, float *mult,
                     int64_t limit, int64_t Se) {
   if (a->dropout > 0) {
-    dropout_row(a, counter, mult, limit);
+    redraw_row(a, r, mult, limit);
 #pragma omp simd
     for (int64_t j = 0; j < limit; j++) dP[j] *= mult[j];
   }
@@ -272,8 +298,7 @@ static void bwd_head(const tl_cpu_attn *a, int64_t b, int64_t h, const float *ls
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)Se, (int)D, 1.0f, dout,
               (int)D, hv.v, (int)hv.ldv, 0.0f, dP, (int)S);
   for (int64_t t = 0; t < T; t++)
-    bwd_row(a, hv.counter + (uint64_t)(t * S), P + t * S, dP + t * S, mult,
-            row_limit(a, &hv, t), Se);
+    bwd_row(a, (b * a->Hq + h) * T + t, P + t * S, dP + t * S, mult, row_limit(a, &hv, t), Se);
 
   // dV += P^T dO; dQ += scale dS K; dK += scale dS^T Q (keys past Se get 0).
   if (dv_h)

@@ -19,6 +19,11 @@ typedef struct tl_cpu_attn {
   float scale;             // multiplies q.k
   float dropout;           // probability of zeroing a probability, in [0, 1)
   uint64_t seed, offset;   // Philox counter of (b, h, t, j) = offset + ((b*Hq+h)*T+t)*S+j
+  // Optional dropout keep bits, [B, Hq, T, (S + 7) / 8] bytes (bit j % 8 of byte
+  // j / 8): forward writes them, backward reads them instead of drawing Philox
+  // again (the draws cost as much as a fifth of attention; the bits, S / 8
+  // bytes per query row). NULL: backward redraws.
+  uint8_t *drop_bits;
 } tl_cpu_attn;
 
 // Floats of scratch the kernels need for nthreads threads.

@@ -6,6 +6,7 @@
 
 #include "core/ops.h"
 #include "core/rng.h"
+#include "kernels/cpu/attention.h"
 #include "tests/core/check.h"
 
 TestSuite(ops_attention, .init = tl_test_setup, .fini = tl_test_teardown);
@@ -287,4 +288,35 @@ Test(ops_attention, scratch_is_released) {
   size_t kept = tl_test_arena.used - before, out_bytes = 2 * 300 * 4 * sizeof(float);
   cr_assert_lt(kept, out_bytes + 2 * 300 * sizeof(float) + 4096, "kept %zu bytes", kept);
   cr_assert_geq(tl_test_arena.high_water, before + 300 * 300 * sizeof(float));
+}
+
+Test(ops_attention, kept_dropout_bits_equal_redrawn) {
+  // Backward either reads the keep bits forward stored or redraws Philox: the
+  // gradients must be bit-identical (same multipliers, same order of sums).
+  const shape s = {2, 4, 2, 6, 45, 8};
+  inputs in = make_inputs(&s, 160, false);
+  tl_cpu_attn a = {.B = 2, .Hq = 4, .Hkv = 2, .T = 6, .S = 45, .D = 8, .q = in.q->data,
+                   .k = in.k->data, .v = in.v->data, .scale = 0.35f, .dropout = 0.4f,
+                   .seed = 11, .offset = 5};
+  for (int d = 0; d < 3; d++) {
+    a.q_stride[d] = in.q->stride[d];
+    a.k_stride[d] = a.v_stride[d] = in.k->stride[d];
+  }
+  int64_t nq = tl_numel(in.q), nk = tl_numel(in.k);
+  float *out = tl_arena_alloc(&tl_test_arena, sizeof(float) * 2 * (nq + 2 * nq + 4 * nk));
+  float *lse = tl_arena_alloc(&tl_test_arena, sizeof(float) * 2 * 4 * 6);
+  float *scratch = tl_arena_alloc(&tl_test_arena,
+                                  sizeof(float) * tl_cpu_attention_bwd_scratch(&a, 4));
+  memset(out, 0, sizeof(float) * 2 * (nq + 2 * nq + 4 * nk));
+  float *grads[2];
+  for (int kept = 0; kept < 2; kept++) {
+    a.drop_bits = kept ? tl_arena_alloc(&tl_test_arena, 2 * 4 * 6 * 6) : NULL;
+    float *o = out + kept * (3 * nq + 2 * nk);
+    grads[kept] = o + nq;
+    tl_cpu_attention_fwd(&a, o, lse, scratch, 2);
+    // dout = the output itself: any fixed tensor will do.
+    tl_cpu_attention_bwd(&a, lse, o, o + nq, o + 2 * nq, o + 2 * nq + nk, scratch, 2);
+  }
+  cr_assert(memcmp(grads[0], grads[1], sizeof(float) * (nq + 2 * nk)) == 0);
+  cr_assert(memcmp(out, out + 3 * nq + 2 * nk, sizeof(float) * nq) == 0);
 }
