@@ -252,11 +252,15 @@ float tl_logits_accuracy(const tl_tensor *logits, const tl_tensor *targets) {
   int64_t N = logits->shape[0], K = logits->shape[1], hit = 0, count = 0;
   const float *x = logits->data;
   const int32_t *y = targets->data;
+  // Rows are independent arg-max scans (N x V floats for the MBM head).
+#pragma omp parallel for reduction(+ : hit, count) schedule(static)
   for (int64_t i = 0; i < N; i++) {
     if (y[i] < 0) continue;
+    const float *row = x + i * K;
+    float best_v = row[0];
     int64_t best = 0;
     for (int64_t k = 1; k < K; k++)
-      if (x[i * K + k] > x[i * K + best]) best = k;
+      if (row[k] > best_v) best_v = row[k], best = k;
     hit += best == y[i];
     count++;
   }
