@@ -508,9 +508,20 @@ static void split_class_units(tl_dataset_builder *b, int c, const int64_t *fl, i
   uint8_t *split_of = tl_xmalloc((size_t)(m ? m : 1));
 
   if (b->opt.split == TL_SPLIT_BY_FLOW) {
-    for (int64_t i = 0; i < m; i++) w[i] = b->flows[fl[i]].keep;
-    tl_split_assign(w, order, m, ratio, split_of);
-    for (int64_t i = 0; i < m; i++) b->flows[fl[i]].split = split_of[i];
+    // Only flows that keep rows under the cap count as units, in the seeded order.
+    int64_t n_units = 0;
+    for (int64_t i = 0; i < m; i++) {
+      const flow_entry *f = &b->flows[fl[order[i]]];
+      if (f->keep == 0) continue;
+      ord[n_units] = fl[order[i]];
+      w[n_units] = f->keep;
+      n_units++;
+    }
+    int64_t *identity = tl_xmalloc((size_t)(n_units ? n_units : 1) * sizeof *identity);
+    for (int64_t u = 0; u < n_units; u++) identity[u] = u;
+    tl_split_assign(w, identity, n_units, ratio, split_of);
+    for (int64_t u = 0; u < n_units; u++) b->flows[ord[u]].split = split_of[u];
+    free(identity);
   } else {
     // One unit per source file, in a seeded order of their own.
     tl_id_map files;
@@ -518,6 +529,8 @@ static void split_class_units(tl_dataset_builder *b, int c, const int64_t *fl, i
     int64_t n_units = 0;
     int64_t *unit_of = tl_xmalloc((size_t)(m ? m : 1) * sizeof *unit_of);
     for (int64_t i = 0; i < m; i++) {
+      unit_of[i] = -1;
+      if (b->flows[fl[i]].keep == 0) continue;
       uint64_t key = (uint64_t)(uint32_t)b->flows[fl[i]].file_index;
       int64_t u = tl_id_map_get(&files, key);
       if (u < 0) {
@@ -534,7 +547,8 @@ static void split_class_units(tl_dataset_builder *b, int c, const int64_t *fl, i
     tl_split_rng_seed(&r, b->opt.seed, STREAM_FILES + (uint64_t)c);
     tl_split_shuffle(ord, n_units, &r);
     tl_split_assign(w, ord, n_units, ratio, split_of);
-    for (int64_t i = 0; i < m; i++) b->flows[fl[i]].split = split_of[unit_of[i]];
+    for (int64_t i = 0; i < m; i++)
+      if (unit_of[i] >= 0) b->flows[fl[i]].split = split_of[unit_of[i]];
     free(unit_of);
     tl_id_map_free(&files);
   }

@@ -391,6 +391,9 @@ Test(dataset, cap_takes_whole_flows_first_and_min_drops_classes) {
   cr_assert_eq(kept[2], 0);
   cr_assert_eq(kept[3], 0);
   cr_assert_eq(sum->total_rows, 110);
+  // alpha's six kept flows go round all three splits; flows the cap left out
+  // do not count as units (beta's single flow can only be in one split).
+  for (int sp = 0; sp < 3; sp++) cr_assert(sum->rows[0][sp] > 0, "alpha has rows in split %d", sp);
   tl_dataset_builder_free(b);
 
   // Shards carry only the kept classes, renumbered; alpha has at most one partial flow.
