@@ -102,11 +102,8 @@ void tl_cpu_colsum_acc(float *db, const float *x, const float *w, float s, int64
 
 // --- activations.
 //
-// exp is computed inline (vexp below) so the loops vectorise; erfcf and tanhf
-// are libm's, per element (TODO: vectorised versions if the profile shows them).
-//
-// GELU's Phi(x) = erfc(-x/sqrt 2) / 2, not (1 + erf(x/sqrt 2)) / 2: for x < 0
-// the latter cancels (1 + erf -> 0) and loses up to ~1e-5 relative at x = -3.
+// exp and the normal cdf are computed inline (vexp, vnormal below) so the loops
+// vectorise; tanhf is libm's, per element (tanh is off the hot path).
 
 // e^x within 2 ulp for x in [-87.3, 88.7] (clamped outside, so e^-100 gives
 // 1.2e-38 rather than 0): x = k ln2 + r with |r| <= ln2/2, e^r by its Taylor
@@ -133,20 +130,49 @@ static inline float vexp(float x) {
 // Logistic sigmoid; saturates cleanly to 0 and 1 through vexp's clamp.
 static inline float sigmoid(float v) { return 1.0f / (1.0f + vexp(-v)); }
 
+// The standard normal cdf Phi(x) and density phi(x), vectorisable, for GELU.
+// With u = |x|: Phi(-u) = e^(-u^2/2) erfcx(u/sqrt 2) / 2, and erfcx(u/sqrt 2) =
+// t P(t) with t = 1 / (1 + u/4) in (0, 1]: P is smooth there (it tends to
+// sqrt(2/pi)/4 as u grows), and the degree-10 polynomial below, fitted for tl by
+// weighted least squares on Chebyshev nodes over u in [0, 16], is within 2e-9
+// relative; evaluated in f32 the whole cdf is within ~4e-7 relative (about 6
+// ulp, measured against double erfc). Phi(x) for x > 0 is 1 - Phi(-x), which
+// does not cancel because Phi(-x) <= 1/2.
+static inline float vnormal(float x, float *pdf) {
+  float u = fabsf(x);
+  float e = vexp(-0.5f * u * u);
+  float t = 1.0f / (1.0f + 0.25f * u);
+  // Horner, written out: a loop here would keep GCC from vectorising the caller.
+  float p = -2.239200102e-02f;
+  p = p * t + 1.672342495e-01f;
+  p = p * t - 4.784218860e-01f;
+  p = p * t + 6.398963568e-01f;
+  p = p * t - 4.645486224e-01f;
+  p = p * t + 3.631893980e-01f;
+  p = p * t + 2.581148913e-02f;
+  p = p * t + 1.868239158e-01f;
+  p = p * t + 1.831280926e-01f;
+  p = p * t + 1.998217745e-01f;
+  p = p * t + 1.994572344e-01f;
+  float q = 0.5f * e * t * p; // Phi(-u)
+  *pdf = 0.3989422804f * e;
+  return x < 0.0f ? q : 1.0f - q;
+}
+
 void tl_cpu_gelu(float *y, const float *x, int64_t n) {
-#pragma omp parallel for schedule(static) PAR(n / 8)
-  for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * erfcf(-x[i] * (float)M_SQRT1_2);
+#pragma omp parallel for simd schedule(static) PAR(n / 4)
+  for (int64_t i = 0; i < n; i++) {
+    float pdf;
+    y[i] = x[i] * vnormal(x[i], &pdf);
+  }
 }
 
 void tl_cpu_gelu_bwd(float *dx, const float *dy, const float *x, int64_t n) {
-  // d/dx x Phi(x) = Phi(x) + x phi(x), phi the standard normal density.
-  const float inv_sqrt_2pi = 0.3989422804014327f;
-#pragma omp parallel for schedule(static) PAR(n / 8)
+  // d/dx x Phi(x) = Phi(x) + x phi(x).
+#pragma omp parallel for simd schedule(static) PAR(n / 4)
   for (int64_t i = 0; i < n; i++) {
-    float v = x[i];
-    float cdf = 0.5f * erfcf(-v * (float)M_SQRT1_2);
-    float pdf = inv_sqrt_2pi * vexp(-0.5f * v * v);
-    dx[i] += dy[i] * (cdf + v * pdf);
+    float pdf, cdf = vnormal(x[i], &pdf);
+    dx[i] += dy[i] * (cdf + x[i] * pdf);
   }
 }
 
