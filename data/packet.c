@@ -226,36 +226,27 @@ static tl_skip_reason parse_link(tl_pctx *c, int linktype, const uint8_t *p, uin
 static tl_skip_reason parse_gre(tl_pctx *c, const uint8_t *p, uint32_t n) {
   if (n < 4) return TL_SKIP_TRUNCATED;
   uint16_t flags = be16(p), proto = be16(p + 2);
-  uint32_t h = 4, key = 0;
+  uint32_t h = 4;
   if ((flags & 7) == 1) { // enhanced GRE (PPTP): key always present
     h += 4;
     if (flags & 0x1000) h += 4;
     if (flags & 0x0080) h += 4;
   } else {
     if (flags & 0x8000) h += 4;
-    if (flags & 0x2000) {
-      if (n < h + 4) return TL_SKIP_TRUNCATED;
-      key = be32(p + h) + 1;
-      h += 4;
-    }
+    if (flags & 0x2000) h += 4; // key: not in the flow key (it may differ per direction)
     if (flags & 0x1000) h += 4;
   }
   if (n < h) return TL_SKIP_TRUNCATED;
   p += h, n -= h;
   if (proto == 0x880b) return n == 0 ? TL_SKIP_NON_IP : parse_ppp(c, p, n);
-  if (proto == 0x6558) {
-    c->info->tunnel_id = key;
-    return parse_ether(c, p, n);
-  }
-  c->info->tunnel_id = key;
+  if (proto == 0x6558) return parse_ether(c, p, n);
   return parse_ethertype(c, proto, p, n);
 }
 
 // GTP-U G-PDU: 8-byte header, 4 more with E/S/PN, then extension headers.
-static int gtp_inner(const uint8_t *p, uint32_t n, uint32_t *teid) {
+static int gtp_inner(const uint8_t *p, uint32_t n) {
   if (n < 8 || (p[0] >> 5) != 1 || !(p[0] & 0x10) || p[1] != 0xff) return -1;
   uint32_t h = 8;
-  *teid = be32(p + 4) + 1;
   if (p[0] & 7) {
     if (n < 12) return -1;
     uint8_t next = p[11];
@@ -280,11 +271,10 @@ static tl_skip_reason udp_tunnel(tl_pctx *c, const uint8_t *p, uint32_t n, uint1
     c->info->tunnels++;
     return parse_ether(c, p + 8, n - 8);
   }
-  uint32_t teid;
   int h;
-  if ((dport == 2152 || sport == 2152) && (h = gtp_inner(p, n, &teid)) > 0 &&
-      (uint32_t)h < n && (p[h] >> 4 == 4 || p[h] >> 4 == 6)) {
-    c->info->tunnel_id = teid;
+  // GTP-U: the TEID differs per direction, so it stays out of the flow key.
+  if ((dport == 2152 || sport == 2152) && (h = gtp_inner(p, n)) > 0 && (uint32_t)h < n &&
+      (p[h] >> 4 == 4 || p[h] >> 4 == 6)) {
     c->info->tunnels++;
     return parse_ip(c, p + h, n - (uint32_t)h);
   }

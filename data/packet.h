@@ -56,7 +56,7 @@ typedef struct {
   uint8_t src[16], dst[16];
   uint16_t sport, dport; // 0 when not TCP/UDP
   uint32_t vlan;         // outermost 802.1Q id (+1, 0 = none), for flow identity on request
-  uint32_t tunnel_id;    // VXLAN VNI / GRE key / GTP TEID of the innermost tunnel (+1)
+  uint32_t tunnel_id;    // VXLAN VNI (+1, 0 = none), for flow identity on request
   uint8_t tunnels;       // tunnels unwrapped on the way
   uint8_t outer_tunnel;  // 1 when the packet is an unknown tunnel kept as its outer flow
   uint8_t cut;           // 1 when caplen < wirelen (kept, but counted)

@@ -95,6 +95,8 @@ static void cyaml_error(const char *path, const tl_cyaml_log *log, cyaml_err_t e
                  where(path, key), key);
     return;
   }
+  if (strstr(r, "Expecting STRING")) r = "expected a single value, got a list or mapping";
+  else if (strstr(r, "Expecting SEQUENCE")) r = "expected a list such as [a, b]";
   const char *f = strstr(log->text, "in mapping field '");
   if (f && sscanf(f, "in mapping field '%127[^']'", key) == 1) {
     tl_set_error("%s: %s: %s", where(path, key), key, r[0] ? r : cyaml_strerror(err));
