@@ -189,7 +189,8 @@ tl_tensor *tl_matmul(tl_tensor *a, tl_tensor *b, bool trans_a, bool trans_b) {
 
 static void linear_backward(tl_node *node) {
   tl_tensor *x = node->in[0], *w = node->in[1], *bias = node->n_in > 2 ? node->in[2] : NULL;
-  int64_t in = w->shape[1], out = w->shape[0], rows = tl_numel(x) / (in ? in : 1);
+  int64_t in = w->shape[1], out = w->shape[0];
+  int64_t rows = tl_numel(node->out) / (out ? out : 1);
   tl_cpu_mat dy = {.p = fdata(node->out->grad), .ld = out > 1 ? out : 1};
   tl_cpu_mat xm = {.p = fdata(x), .ld = in > 1 ? in : 1};
   tl_cpu_mat wm = {.p = fdata(w), .ld = in > 1 ? in : 1};
