@@ -9,8 +9,9 @@
 //  - matmul, linear: 6 M N K flops (forward 2, backward 4); bias terms ignored.
 //  - attention: the GEMM flops actually executed, 14 B H T S D (forward 4:
 //    Q K^T and P V; backward 10: Q K^T again to rebuild P, dO V^T, P^T dO,
-//    dS K, dS^T Q). Its baseline is the same five-plus-two sgemm shapes run per
-//    (batch, head) in an OpenMP loop, i.e. attention with softmax for free.
+//    dS K, dS^T Q); causal counts half of that (the lower triangle; the
+//    kernel skips most of the upper one). Its baseline is the same seven sgemm
+//    shapes run per (batch, head) in an OpenMP loop: attention with a free softmax.
 //  - layernorm: 24 N C bytes (forward reads x, writes y; backward reads x, dy,
 //    and reads and writes dx). cross entropy: 16 N V bytes (forward reads the
 //    logits; backward reads them again and reads and writes dlogits).
@@ -230,6 +231,11 @@ static void bench_seq(int64_t B, int64_t T, double copy_gbs) {
   t = time_op(run_attention, at, 3, &o);
   row("attention, p=0.1", shape, flops / t / 1e9, "GF/s", head_gemm, "sgemm per-head shapes");
   o.dropout = 0;
+  o.causal = true;
+  t = time_op(run_attention, at, 3, &o);
+  row("attention, causal", shape, flops / 2 / t / 1e9, "GF/s", head_gemm,
+      "sgemm per-head shapes");
+  o.causal = false;
   t = time_attention_blas_threaded(at, &o);
   row("attention, BLAS threads", shape, flops / t / 1e9, "GF/s", head_gemm,
       "sgemm per-head shapes");

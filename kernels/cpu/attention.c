@@ -181,31 +181,35 @@ static void redraw_row(const tl_cpu_attn *a, int64_t r, float *mult, int64_t n) 
   for (int64_t j = 0; j < n; j++) mult[j] = (bits[j >> 3] >> (j & 7)) & 1 ? keep : 0.0f;
 }
 
-// One (b, h) forward. P: T x S scratch (row stride S); out: [T, D]; lse: [T].
-static void fwd_head(const tl_cpu_attn *a, int64_t b, int64_t h, float *P, float *mult,
-                     float *out, float *lse) {
-  int64_t T = a->T, S = a->S, D = a->D;
-  head_view hv = view_of(a, b, h);
-  int64_t Se = hv.S_eff;
-  if (Se == 0) {
-    // No key at all (a fully padded sequence): output 0; +inf makes backward's
-    // exp(s - lse) give 0 too.
-    memset(out, 0, sizeof(float) * T * D);
-    for (int64_t t = 0; t < T; t++) lse[t] = INFINITY;
-    return;
-  }
+// Causal heads run in blocks of this many query rows, each block's GEMMs only
+// as wide as the keys its last row sees: about half the work of the full
+// square. Without the causal mask, one block of all T rows keeps GEMMs large.
+#define TL_ATTN_CAUSAL_ROWS 64
 
-  // Scores, already scaled: P = scale * Q K^T  [T, Se].
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)Se, (int)D, a->scale,
-              hv.q, (int)hv.ldq, hv.k, (int)hv.ldk, 0.0f, P, (int)S);
+static int64_t block_rows(const tl_cpu_attn *a) { return a->causal ? TL_ATTN_CAUSAL_ROWS : a->T; }
+
+// Keys any row of the block [t0, t0 + nt) sees: the GEMMs' width.
+static int64_t block_keys(const tl_cpu_attn *a, const head_view *hv, int64_t t0, int64_t nt) {
+  return a->causal && t0 + nt < hv->S_eff ? t0 + nt : hv->S_eff;
+}
+
+// Forward of query rows [t0, t0 + nt) of one (b, h); P: rows of stride S.
+static void fwd_block(const tl_cpu_attn *a, const head_view *hv, int64_t r0, int64_t t0,
+                      int64_t nt, float *P, float *mult, float *out, float *lse) {
+  int64_t S = a->S, D = a->D, w = block_keys(a, hv, t0, nt);
+
+  // Scores, already scaled: P = scale * Q K^T  [nt, w].
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nt, (int)w, (int)D, a->scale,
+              hv->q + t0 * hv->ldq, (int)hv->ldq, hv->k, (int)hv->ldk, 0.0f, P, (int)S);
 
   // Masked softmax per row; the logsumexp is all backward needs to rebuild it.
-  for (int64_t t = 0; t < T; t++) {
-    float *row = P + t * S;
-    int64_t limit = mask_row(a, &hv, t, row);
+  for (int64_t i = 0; i < nt; i++) {
+    int64_t t = t0 + i;
+    float *row = P + i * S;
+    int64_t limit = mask_row(a, hv, t, row);
     float m = tl_cpu_row_max(row, limit);
     if (m == -INFINITY) { // every visible key padded
-      memset(row, 0, sizeof(float) * Se);
+      memset(row, 0, sizeof(float) * w);
       lse[t] = INFINITY;
       continue;
     }
@@ -213,19 +217,35 @@ static void fwd_head(const tl_cpu_attn *a, int64_t b, int64_t h, float *P, float
     float inv = (float)(1.0 / sum);
 #pragma omp simd
     for (int64_t j = 0; j < limit; j++) row[j] *= inv;
-    memset(row + limit, 0, sizeof(float) * (Se - limit));
+    memset(row + limit, 0, sizeof(float) * (w - limit));
     lse[t] = m + (float)log(sum);
 
     if (a->dropout > 0) {
-      draw_row(a, (b * a->Hq + h) * T + t, mult, limit);
+      draw_row(a, r0 + t, mult, limit);
 #pragma omp simd
       for (int64_t j = 0; j < limit; j++) row[j] *= mult[j];
     }
   }
 
-  // Weighted sum of values: O = P V  [T, D].
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)D, (int)Se, 1.0f, P,
-              (int)S, hv.v, (int)hv.ldv, 0.0f, out, (int)D);
+  // Weighted sum of values: O = P V  [nt, D].
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nt, (int)D, (int)w, 1.0f, P,
+              (int)S, hv->v, (int)hv->ldv, 0.0f, out + t0 * D, (int)D);
+}
+
+// One (b, h) forward. P: T x S scratch (row stride S); out: [T, D]; lse: [T].
+static void fwd_head(const tl_cpu_attn *a, int64_t b, int64_t h, float *P, float *mult,
+                     float *out, float *lse) {
+  int64_t T = a->T, D = a->D, bt = block_rows(a);
+  head_view hv = view_of(a, b, h);
+  if (hv.S_eff == 0) {
+    // No key at all (a fully padded sequence): output 0; +inf makes backward's
+    // exp(s - lse) give 0 too.
+    memset(out, 0, sizeof(float) * T * D);
+    for (int64_t t = 0; t < T; t++) lse[t] = INFINITY;
+    return;
+  }
+  for (int64_t t0 = 0; t0 < T; t0 += bt)
+    fwd_block(a, &hv, (b * a->Hq + h) * T, t0, T - t0 < bt ? T - t0 : bt, P, mult, out, lse);
 }
 
 int64_t tl_cpu_attention_fwd_scratch(const tl_cpu_attn *a, int nthreads) {
@@ -254,9 +274,9 @@ void tl_cpu_attention_fwd(const tl_cpu_attn *a, float *out, float *lse, float *s
 // dP = dO V^T; on exit P holds the dropped-out probabilities (what multiplied
 // V) and dP holds dS, the gradient of the scaled scores:
 //   dS_j = P_j (m_j dP_j - sum_i P_i m_i dP_i), m the dropout multipliers.
-// Columns [limit, Se) are zeroed in both.
+// Columns [limit, w) are zeroed in both.
 static void bwd_row(const tl_cpu_attn *a, int64_t r, float *P, float *dP, float *mult,
-                    int64_t limit, int64_t Se) {
+                    int64_t limit, int64_t w) {
   if (a->dropout > 0) {
     redraw_row(a, r, mult, limit);
 #pragma omp simd
@@ -268,48 +288,61 @@ static void bwd_row(const tl_cpu_attn *a, int64_t r, float *P, float *dP, float 
   float d = (float)dot;
 #pragma omp simd
   for (int64_t j = 0; j < limit; j++) dP[j] = P[j] * (dP[j] - d);
-  memset(dP + limit, 0, sizeof(float) * (Se - limit));
+  memset(dP + limit, 0, sizeof(float) * (w - limit));
   if (a->dropout > 0) {
 #pragma omp simd
     for (int64_t j = 0; j < limit; j++) P[j] *= mult[j];
   }
 }
 
-// One (b, h) backward; dq_h [T, D], dk_h and dv_h [S, D] (each may be NULL).
-static void bwd_head(const tl_cpu_attn *a, int64_t b, int64_t h, const float *lse,
-                     const float *dout, float *dq_h, float *dk_h, float *dv_h, float *P,
-                     float *dP, float *mult) {
-  int64_t T = a->T, S = a->S, D = a->D;
-  head_view hv = view_of(a, b, h);
-  int64_t Se = hv.S_eff;
-  if (Se == 0) return; // no visible key: output was 0 whatever the inputs
+// Gradient pointers of one (b, h): dq [T, D], dk and dv [S, D]; NULL = not wanted.
+typedef struct head_grads {
+  const float *lse, *dout;
+  float *dq, *dk, *dv;
+} head_grads;
+
+// Backward of query rows [t0, t0 + nt) of one (b, h); P, dP: rows of stride S.
+static void bwd_block(const tl_cpu_attn *a, const head_view *hv, int64_t r0, int64_t t0,
+                      int64_t nt, const head_grads *g, float *P, float *dP, float *mult) {
+  int64_t S = a->S, D = a->D, w = block_keys(a, hv, t0, nt);
+  const float *q = hv->q + t0 * hv->ldq, *dout = g->dout + t0 * D;
 
   // Rebuild the probabilities: P = exp(scale * Q K^T - lse), masked as forward.
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)Se, (int)D, a->scale,
-              hv.q, (int)hv.ldq, hv.k, (int)hv.ldk, 0.0f, P, (int)S);
-  for (int64_t t = 0; t < T; t++) {
-    float *row = P + t * S;
-    int64_t limit = mask_row(a, &hv, t, row);
-    tl_cpu_row_exp_sum(row, row, limit, lse[t]);
-    memset(row + limit, 0, sizeof(float) * (Se - limit));
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nt, (int)w, (int)D, a->scale, q,
+              (int)hv->ldq, hv->k, (int)hv->ldk, 0.0f, P, (int)S);
+  for (int64_t i = 0; i < nt; i++) {
+    float *row = P + i * S;
+    int64_t limit = mask_row(a, hv, t0 + i, row);
+    tl_cpu_row_exp_sum(row, row, limit, g->lse[t0 + i]);
+    memset(row + limit, 0, sizeof(float) * (w - limit));
   }
 
-  // Upstream gradient of the probabilities: dP = dO V^T  [T, Se], then dS.
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)Se, (int)D, 1.0f, dout,
-              (int)D, hv.v, (int)hv.ldv, 0.0f, dP, (int)S);
-  for (int64_t t = 0; t < T; t++)
-    bwd_row(a, (b * a->Hq + h) * T + t, P + t * S, dP + t * S, mult, row_limit(a, &hv, t), Se);
+  // Upstream gradient of the probabilities: dP = dO V^T  [nt, w], then dS.
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nt, (int)w, (int)D, 1.0f, dout,
+              (int)D, hv->v, (int)hv->ldv, 0.0f, dP, (int)S);
+  for (int64_t i = 0; i < nt; i++)
+    bwd_row(a, r0 + t0 + i, P + i * S, dP + i * S, mult, row_limit(a, hv, t0 + i), w);
 
-  // dV += P^T dO; dQ += scale dS K; dK += scale dS^T Q (keys past Se get 0).
-  if (dv_h)
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Se, (int)D, (int)T, 1.0f, P,
-                (int)S, dout, (int)D, 1.0f, dv_h, (int)D);
-  if (dq_h)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)D, (int)Se, a->scale,
-                dP, (int)S, hv.k, (int)hv.ldk, 1.0f, dq_h, (int)D);
-  if (dk_h)
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Se, (int)D, (int)T, a->scale,
-                dP, (int)S, hv.q, (int)hv.ldq, 1.0f, dk_h, (int)D);
+  // dV += P^T dO; dQ += scale dS K; dK += scale dS^T Q (keys past w get 0).
+  if (g->dv)
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)w, (int)D, (int)nt, 1.0f, P,
+                (int)S, dout, (int)D, 1.0f, g->dv, (int)D);
+  if (g->dq)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nt, (int)D, (int)w, a->scale,
+                dP, (int)S, hv->k, (int)hv->ldk, 1.0f, g->dq + t0 * D, (int)D);
+  if (g->dk)
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)w, (int)D, (int)nt, a->scale,
+                dP, (int)S, q, (int)hv->ldq, 1.0f, g->dk, (int)D);
+}
+
+// One (b, h) backward, block after block of query rows.
+static void bwd_head(const tl_cpu_attn *a, int64_t b, int64_t h, const head_grads *g,
+                     float *P, float *dP, float *mult) {
+  int64_t T = a->T, bt = block_rows(a);
+  head_view hv = view_of(a, b, h);
+  if (hv.S_eff == 0) return; // no visible key: output was 0 whatever the inputs
+  for (int64_t t0 = 0; t0 < T; t0 += bt)
+    bwd_block(a, &hv, (b * a->Hq + h) * T, t0, T - t0 < bt ? T - t0 : bt, g, P, dP, mult);
 }
 
 void tl_cpu_attention_bwd(const tl_cpu_attn *a, const float *lse, const float *dout,
@@ -326,8 +359,8 @@ void tl_cpu_attention_bwd(const tl_cpu_attn *a, const float *lse, const float *d
     float *dk_h = dk ? dk + task * S * D : NULL, *dv_h = dv ? dv + task * S * D : NULL;
     for (int64_t h = kvh * group; h < (kvh + 1) * group; h++) {
       int64_t qh = b * a->Hq + h; // index of (b, h) among [B, Hq]
-      bwd_head(a, b, h, lse + qh * T, dout + qh * T * D, dq ? dq + qh * T * D : NULL, dk_h,
-               dv_h, P, P + T * S, P + 2 * T * S);
+      head_grads g = {lse + qh * T, dout + qh * T * D, dq ? dq + qh * T * D : NULL, dk_h, dv_h};
+      bwd_head(a, b, h, &g, P, P + T * S, P + 2 * T * S);
     }
   }
 }

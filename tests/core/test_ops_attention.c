@@ -211,6 +211,18 @@ Test(ops_attention, backward_plain_gqa_and_causal) {
   }
 }
 
+Test(ops_attention, backward_causal_row_blocks) {
+  // T = 70 > 64: causal heads run in row blocks of 64 with narrower GEMMs; the
+  // second block also meets a padded tail (S_eff = 66 < 70).
+  const shape s = {1, 2, 1, 70, 70, 4};
+  check_grad(&s, &(attn_args){{.causal = true}}, 115);
+  int64_t len[1] = {66};
+  check_grad(&s, &(attn_args){{.causal = true, .key_mask = length_mask(1, 70, len),
+                               .dropout = 0.1f, .seed = 4}}, 116);
+  check_forward(&s, &(tl_attention_opts){.causal = true, .key_mask = length_mask(1, 70, len)},
+                117);
+}
+
 Test(ops_attention, backward_padding_and_dropout) {
   const shape s = {2, 6, 2, 7, 7, 5};
   int64_t len[2] = {4, 0}; // batch 1 fully padded: its gradients must be 0
