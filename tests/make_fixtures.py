@@ -9,9 +9,13 @@ Writes
                           names), inputs, prediction and seq_relationship logits,
                           the MLM, NSP and total losses, and "grad."+name for
                           every parameter; plus one AdamW step ("updated."+name)
-                          after global-norm clipping at 1.0.
+                          after global-norm clipping at 1.0; plus a
+                          BertForSequenceClassification head on the same encoder
+                          ("classifier.*", "seqcls.*").
   llama_tiny.safetensors  a 2-layer LlamaForCausalLM (GQA, untied lm_head):
-                          parameters, inputs, labels, logits, loss, gradients.
+                          parameters, inputs, labels, logits, loss, gradients;
+                          plus logits with a right-padding attention mask
+                          ("masked.*").
 
 The weights are drawn in float32 (that is what the file stores and what tl
 loads), but every reference value is computed in float64 from those same
@@ -27,7 +31,8 @@ import os
 
 import torch
 from safetensors.torch import save_file
-from transformers import BertConfig, BertForPreTraining, LlamaConfig, LlamaForCausalLM
+from transformers import (BertConfig, BertForPreTraining, BertForSequenceClassification,
+                          LlamaConfig, LlamaForCausalLM)
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 VOCAB = 211
@@ -131,8 +136,37 @@ def bert_fixture():
     out["loss_nsp"] = f32(nsp_loss)
     for name, p in model.named_parameters():
         out["grad." + name] = f32(p.grad)
+    bert_classifier(model, gen, ids, seg, mask, out)
     bert_adamw_step(model, out)
     return out
+
+
+def bert_classifier(pretrain, gen, ids, seg, mask, out):
+    """Fine-tuning head: BertForSequenceClassification (pooler, then a linear to
+    K=5 classes) on the same encoder weights. Saves the classifier weights, the
+    logits, the cross-entropy loss and the gradients of the head and pooler
+    (the encoder's gradient path is already covered by the MLM/NSP check)."""
+    cfg = bert_config()
+    cfg.num_labels = 5
+    model = BertForSequenceClassification(cfg)
+    model.bert.load_state_dict({k[5:]: v.float() for k, v in pretrain.state_dict().items()
+                                if k.startswith("bert.")}, strict=True)
+    with torch.no_grad():
+        model.classifier.weight.copy_(0.02 * torch.randn(5, 64, generator=gen))
+        model.classifier.bias.copy_(0.1 * torch.randn(5, generator=gen))
+    labels = torch.tensor([3, 0, 4])
+    out["seqcls.labels"] = labels.to(torch.int32)
+    out["classifier.weight"] = f32(model.classifier.weight)
+    out["classifier.bias"] = f32(model.classifier.bias)
+    model = model.double()
+    res = model(input_ids=ids, token_type_ids=seg, attention_mask=mask)
+    loss = torch.nn.functional.cross_entropy(res.logits, labels)
+    loss.backward()
+    out["seqcls.logits"] = f32(res.logits)
+    out["seqcls.loss"] = f32(loss)
+    for name in ["classifier.weight", "classifier.bias", "bert.pooler.dense.weight",
+                 "bert.pooler.dense.bias"]:
+        out["seqcls.grad." + name] = f32(model.get_parameter(name).grad)
 
 
 def bert_adamw_step(model, out):
@@ -190,6 +224,15 @@ def llama_fixture():
     out["loss"] = f32(loss)
     for name, p in model.named_parameters():
         out["grad." + name] = f32(p.grad)
+
+    # Right padding: row 1 keeps 12 tokens. Padded queries then see only the
+    # real keys, so their logits test the key mask together with the causal one.
+    mask = torch.ones(B, T, dtype=torch.long)
+    mask[1, 12:] = 0
+    with torch.no_grad():
+        res = model(input_ids=ids, attention_mask=mask)
+    out["masked.attention_mask"] = mask.to(torch.int32)
+    out["masked.logits"] = f32(res.logits)
     return out
 
 

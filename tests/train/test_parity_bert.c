@@ -132,3 +132,40 @@ Test(parity_bert, loss_weights_scale_the_parts) {
             s.loss, want);
   free_fixture(&f);
 }
+
+// Fine-tuning head against BertForSequenceClassification on the same encoder:
+// pooler, then classifier to K=5; logits, loss and the head's gradients.
+Test(parity_bert, classification_head) {
+  fixture f;
+  f.st = tl_parity_open("bert_tiny.safetensors");
+  tl_params_init(&f.params);
+  tl_bert_config cfg = fixture_config();
+  cfg.pretrain_heads = false;
+  cfg.classes = 5;
+  tl_bert_declare(&f.params, &cfg, &f.model);
+  tl_params_alloc(&f.params);
+  cr_assert_eq(tl_safetensors_load_params(&f.st, &f.params, true, NULL), TL_OK, "%s",
+               tl_last_error());
+  tl_tensor *ids = tl_parity_get(&f.st, "input_ids");
+  tl_tensor *seg = tl_parity_get(&f.st, "token_type_ids");
+  tl_tensor *mask = tl_parity_get(&f.st, "attention_mask");
+  tl_tensor *labels = tl_parity_get(&f.st, "seqcls.labels");
+
+  tl_params_zero_grad(&f.params);
+  tl_bert_rng rng = {.training = true, .seed = 5}; // dropout probabilities are 0
+  tl_tensor *logits = tl_bert_classify(&f.model, ids, seg, mask, &rng);
+  tl_parity_check(&f.st, "seqcls.logits", logits, TL_PARITY_TOL);
+  tl_tensor *loss = tl_cross_entropy(logits, labels, -100);
+  float want = tl_parity_scalar(&f.st, "seqcls.loss"), got = *(float *)loss->data;
+  cr_expect(fabs(got - want) <= TL_PARITY_TOL * want, "loss: tl %.8g, torch %.8g", got, want);
+
+  tl_backward(loss);
+  const char *names[4] = {"classifier.weight", "classifier.bias", "bert.pooler.dense.weight",
+                          "bert.pooler.dense.bias"};
+  for (int i = 0; i < 4; i++) {
+    char ref[128];
+    snprintf(ref, sizeof ref, "seqcls.grad.%s", names[i]);
+    tl_parity_check(&f.st, ref, tl_params_find(&f.params, names[i])->grad, TL_PARITY_TOL);
+  }
+  free_fixture(&f);
+}

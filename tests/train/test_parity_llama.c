@@ -71,3 +71,16 @@ Test(parity_llama, logits_loss_and_gradients) {
   cr_log_info("llama parity: worst gradient rel_err %.3g", worst);
   free_fixture(&f);
 }
+
+// Right padding in row 1 (12 real tokens): every query, padded ones included,
+// must match Hugging Face's logits with the same attention_mask, which tests
+// the key mask combined with the causal one.
+Test(parity_llama, padded_logits) {
+  fixture f;
+  load_fixture(&f);
+  tl_set_grad_enabled(false);
+  tl_tensor *mask = tl_parity_get(&f.st, "masked.attention_mask");
+  tl_tensor *logits = tl_lm_forward(&f.model, f.ids, mask);
+  tl_parity_check(&f.st, "masked.logits", logits, TL_PARITY_TOL);
+  free_fixture(&f);
+}
