@@ -45,8 +45,10 @@ def bench(name, B, T, steps):
                                   attn_implementation="eager")
     model = transformers.BertForPreTraining(cfg)
     model.train()
-    decay = [p for n, p in model.named_parameters() if not n.endswith("bias") and "LayerNorm" not in n]
-    no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
+    def is_no_decay(n):
+        return n.endswith("bias") or "LayerNorm" in n
+    decay = [p for n, p in model.named_parameters() if not is_no_decay(n)]
+    no_decay = [p for n, p in model.named_parameters() if is_no_decay(n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
                              {"params": no_decay, "weight_decay": 0.0}], lr=1e-4, eps=1e-6)
 

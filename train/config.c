@@ -13,7 +13,9 @@
 // ---------------------------------------------------------------------------
 // The key table: every config key once, with its type and place in tl_config.
 
-typedef enum { KEY_INT, KEY_I64, KEY_U64, KEY_FLOAT, KEY_BOOL, KEY_WORD, KEY_PATH, KEY_PAIR } key_kind;
+typedef enum {
+  KEY_INT, KEY_I64, KEY_U64, KEY_FLOAT, KEY_BOOL, KEY_WORD, KEY_PATH, KEY_PAIR
+} key_kind;
 
 typedef struct {
   const char *section;
