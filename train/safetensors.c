@@ -124,6 +124,21 @@ static bool st_write_body(FILE *f, const char *header, size_t hlen, const tl_st_
   return true;
 }
 
+// fsyncs the directory holding path, so the rename itself survives a crash.
+static tl_status st_sync_dir(const char *path) {
+  char *dir = tl_xstrdup(path);
+  char *slash = strrchr(dir, '/');
+  if (!slash) strcpy(dir, ".");
+  else if (slash == dir) dir[1] = 0;
+  else *slash = 0;
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  bool ok = fd >= 0 && fsync(fd) == 0;
+  if (!ok) tl_set_error("%s: cannot sync directory %s: %s", path, dir, strerror(errno));
+  if (fd >= 0) close(fd);
+  free(dir);
+  return ok ? TL_OK : TL_ERR;
+}
+
 tl_status tl_safetensors_write(const char *path, const tl_st_item *items, int n,
                                const tl_st_meta *meta, int n_meta) {
   size_t hlen;
@@ -152,7 +167,7 @@ tl_status tl_safetensors_write(const char *path, const tl_st_item *items, int n,
     return TL_ERR;
   }
   free(tmp);
-  return TL_OK;
+  return st_sync_dir(path);
 }
 
 static const char *st_shape_str(int rank, const int64_t *shape) {
@@ -262,6 +277,26 @@ static int st_cmp_begin(const void *a, const void *b) {
   return x->begin < y->begin ? -1 : x->begin > y->begin;
 }
 
+static int st_cmp_name(const void *a, const void *b) {
+  return strcmp((*(tl_st_tensor *const *)a)->name, (*(tl_st_tensor *const *)b)->name);
+}
+
+// Two entries with one name (JSON allows it) would make look-ups ambiguous.
+static tl_status st_check_names(tl_safetensors *st) {
+  tl_st_tensor **order = tl_xmalloc((size_t)st->count * sizeof *order + 1);
+  for (int i = 0; i < st->count; i++) order[i] = &st->tensors[i];
+  qsort(order, (size_t)st->count, sizeof *order, st_cmp_name);
+  tl_status rc = TL_OK;
+  for (int i = 1; i < st->count && rc == TL_OK; i++) {
+    if (!strcmp(order[i]->name, order[i - 1]->name)) {
+      tl_set_error("%s: tensor '%s' appears twice in the header", st->path, order[i]->name);
+      rc = TL_ERR;
+    }
+  }
+  free(order);
+  return rc;
+}
+
 // Two tensors sharing bytes means a corrupt or hostile header.
 static tl_status st_check_overlap(tl_safetensors *st) {
   tl_st_tensor **order = tl_xmalloc((size_t)st->count * sizeof *order + 1);
@@ -296,6 +331,7 @@ static tl_status st_parse_header(tl_safetensors *st, const char *json, size_t le
     if (rc != TL_OK) break;
   }
   cJSON_Delete(root);
+  if (rc == TL_OK) rc = st_check_names(st);
   return rc == TL_OK ? st_check_overlap(st) : rc;
 }
 

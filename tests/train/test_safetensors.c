@@ -174,6 +174,11 @@ Test(safetensors, rejects_corrupt_header) {
   write_raw(path, "{\"w\": {\"dtype\": \"F32\", \"shape\": [-2], \"data_offsets\": [0, 8]}}", d,
             8);
   expect_open_error(path, "'w'", "shape");
+  write_raw(path,
+            "{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]},"
+            " \"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}",
+            d, 8);
+  expect_open_error(path, "'w'", "twice");
   write_raw(path, "{\"__metadata__\": {\"k\": 3}}", d, 0);
   expect_open_error(path, "__metadata__", NULL);
   unlink(path);
