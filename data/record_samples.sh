@@ -100,8 +100,10 @@ tls13_flow() {
   tls_lines | timeout 5 openssl s_client -connect 127.0.0.1:$PORT_TLS13 -quiet -tls1_3 \
     -ciphersuites "$c" -servername "host$((RANDOM % 50)).tl-samples.lan" >/dev/null 2>&1 || true
 }
-start openssl s_server -accept $PORT_TLS12 -cert "$WORK/ec.crt" -key "$WORK/ec.key" -rev -tls1_2 -quiet
-start openssl s_server -accept $PORT_TLS13 -cert "$WORK/rsa.crt" -key "$WORK/rsa.key" -rev -tls1_3 -quiet
+start openssl s_server -accept $PORT_TLS12 -cert "$WORK/ec.crt" -key "$WORK/ec.key" \
+  -rev -tls1_2 -quiet
+start openssl s_server -accept $PORT_TLS13 -cert "$WORK/rsa.crt" -key "$WORK/rsa.key" \
+  -rev -tls1_3 -quiet
 wait_port $PORT_TLS12; wait_port $PORT_TLS13
 
 # --- SSH: a private sshd with throwaway host and client keys; the client runs
@@ -142,8 +144,10 @@ ssh_flow() {
 mkdir -p "$WORK/www"
 for i in $(seq 0 59); do
   case $((i % 3)) in
-    0) { echo "<html><body><pre>"; rand_text 3000; echo "</pre></body></html>"; } >"$WORK/www/page$i.html" ;;
-    1) printf '{"id": %d, "data": "%s"}\n' "$i" "$(rand_text 2000 | tr -d '\n')" >"$WORK/www/item$i.json" ;;
+    0) { echo "<html><body><pre>"; rand_text 3000; echo "</pre></body></html>"; } \
+         >"$WORK/www/page$i.html" ;;
+    1) printf '{"id": %d, "data": "%s"}\n' "$i" "$(rand_text 2000 | tr -d '\n')" \
+         >"$WORK/www/item$i.json" ;;
     2) head -c $((RANDOM % 4000 + 1)) /dev/urandom >"$WORK/www/blob$i.bin" ;;
   esac
 done
@@ -174,7 +178,9 @@ done
 DNS_ARGS=(--conf-file=/dev/null --no-daemon --port=$PORT_DNS --listen-address=127.0.0.1
   --bind-interfaces --no-resolv --no-hosts --addn-hosts="$WORK/hosts" --local=/tl-samples.lan/
   --mx-host=tl-samples.lan,mail.tl-samples.lan,10 --pid-file= --user=nobody)
-for i in $(seq 0 19); do DNS_ARGS+=(--txt-record="t$i.tl-samples.lan,$(rand_text 150 | tr -d '\n')"); done
+for i in $(seq 0 19); do
+  DNS_ARGS+=(--txt-record="t$i.tl-samples.lan,$(rand_text 150 | tr -d '\n')")
+done
 start dnsmasq "${DNS_ARGS[@]}"
 wait_port $PORT_DNS udp
 dns_flow() {
