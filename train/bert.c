@@ -210,8 +210,12 @@ static tl_tensor *encoder_layer(tl_bert *m, tl_bert_layer *L, tl_tensor *x,
 
 tl_tensor *tl_bert_encode(tl_bert *m, tl_tensor *ids, tl_tensor *segments,
                           tl_tensor *key_mask, tl_bert_rng *rng) {
-  TL_ASSERTF(ids->rank == 2 && ids->dtype == TL_I32 && tl_same_shape(ids, segments),
-             "bert: ids %s and segments must be i32 [B, T]", tl_shape_str(ids));
+  TL_ASSERTF(ids->rank == 2 && ids->dtype == TL_I32, "bert: ids %s must be i32 [B, T]",
+             tl_shape_str(ids));
+  // No segments: every token in segment 0, as Hugging Face defaults.
+  if (!segments) segments = tl_zeros(TL_I32, 2, ids->shape);
+  TL_ASSERTF(segments->dtype == TL_I32 && tl_same_shape(ids, segments),
+             "bert: segments %s must be i32 like ids", tl_shape_str(segments));
   tl_tensor *x = embed(m, ids, segments, rng);
   for (int l = 0; l < m->cfg.layers; l++) x = encoder_layer(m, &m->layer[l], x, key_mask, rng);
   return x;

@@ -94,8 +94,8 @@ typedef struct tl_bert_rng {
 } tl_bert_rng;
 
 // The encoder: ids, segments and key_mask are i32 [B, T] (key_mask 1 = token,
-// 0 = padding; NULL = no padding), T <= max_pos. Returns hidden [B, T, C] in the
-// current arena, recorded on the tape when grad mode is on.
+// 0 = padding, NULL = no padding; segments NULL = all 0), T <= max_pos. Returns
+// hidden [B, T, C] in the current arena, recorded on the tape when grad mode is on.
 tl_tensor *tl_bert_encode(tl_bert *m, tl_tensor *ids, tl_tensor *segments,
                           tl_tensor *key_mask, tl_bert_rng *rng);
 
