@@ -74,6 +74,57 @@ extern "C" void tl_cuda_colsum_acc(tl_cuda_dtype dt, void *db, const void *x, co
                                    n / nb, nb, s));
 }
 
+template <typename T>
+__global__ void add_scalar_kernel(T *y, const float *s, float mul, int64_t n) {
+  float v = mul * (s ? s[0] : 1.0f);
+  FOR_EACH(i, n) st(&y[i], ld(&y[i]) + v);
+}
+
+extern "C" void tl_cuda_add_scalar(tl_cuda_dtype dt, void *y, const float *s, float mul,
+                                   int64_t n) {
+  if (n <= 0) return;
+  TL_DISPATCH(dt, T, LAUNCH(add_scalar_kernel<T>, n)((T *)y, s, mul, n));
+  TL_CU_LAUNCH();
+}
+
+// Shape and strides by value; the index is decomposed over the shape (row-major).
+struct strided4 {
+  int64_t shape[4], dst[4], src[4];
+  int rank;
+};
+
+template <typename T>
+__global__ void strided_copy_kernel(T *dst, const T *src, strided4 g, int64_t n, bool acc) {
+  FOR_EACH(i, n) {
+    int64_t rem = i, od = 0, os = 0;
+    for (int d = g.rank - 1; d >= 0; d--) {
+      int64_t k = rem % g.shape[d];
+      rem /= g.shape[d];
+      od += k * g.dst[d];
+      os += k * g.src[d];
+    }
+    float v = ld(&src[os]);
+    st(&dst[od], acc ? ld(&dst[od]) + v : v);
+  }
+}
+
+extern "C" void tl_cuda_strided_copy(tl_cuda_dtype dt, void *dst, const int64_t *dst_stride,
+                                     const void *src, const int64_t *src_stride,
+                                     const int64_t *shape, int rank, bool accumulate) {
+  if (rank < 0 || rank > 4) tl_cuda_fail("tl_cuda_strided_copy", __FILE__, __LINE__, "rank > 4");
+  strided4 g;
+  int64_t n = 1;
+  g.rank = rank;
+  for (int d = 0; d < rank; d++) {
+    g.shape[d] = shape[d], g.dst[d] = dst_stride[d], g.src[d] = src_stride[d];
+    n *= shape[d];
+  }
+  if (n <= 0) return;
+  TL_DISPATCH(dt, T, LAUNCH(strided_copy_kernel<T>, n)((T *)dst, (const T *)src, g, n,
+                                                      accumulate));
+  TL_CU_LAUNCH();
+}
+
 template <typename TD, typename TS>
 __global__ void convert_kernel(TD *dst, const TS *src, int64_t n) {
   FOR_EACH(i, n) st(&dst[i], ld(&src[i]));
@@ -346,26 +397,41 @@ extern "C" void tl_cuda_adamw(float *w, const float *grad, float *m, float *v, i
 }
 
 // Fixed grid (not sized by the GPU) so the partition, and so the sum, is fixed.
-#define SUMSQ_BLOCKS 256
+#define SUM_BLOCKS 256
 
-__global__ void sumsq_partial_kernel(float *partial, const float *x, int64_t n) {
+template <typename T>
+__global__ void sum_partial_kernel(float *partial, const T *x, int64_t n, bool square) {
   __shared__ float red[32];
   float s = 0.0f;
-  FOR_EACH(i, n) s += x[i] * x[i];
+  FOR_EACH(i, n) {
+    float v = ld(&x[i]);
+    s += square ? v * v : v;
+  }
   s = block_reduce(s, false, red);
   if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
 
-__global__ void sumsq_final_kernel(float *out, const float *partial) {
+__global__ void sum_final_kernel(float *out, const float *partial, float scale) {
   __shared__ float red[32];
   float s = block_reduce(partial[threadIdx.x], false, red);
-  if (threadIdx.x == 0) out[0] = s;
+  if (threadIdx.x == 0) out[0] = scale * s;
+}
+
+static void sum_run(tl_cuda_dtype dt, float *out, const void *x, int64_t n, float scale,
+                    bool square) {
+  float *partial = (float *)tl_cuda_scratch(SUM_BLOCKS * sizeof(float));
+  TL_DISPATCH(dt, T, sum_partial_kernel<T><<<SUM_BLOCKS, THREADS, 0, tl_stream()>>>(
+                         partial, (const T *)x, n, square));
+  TL_CU_LAUNCH();
+  sum_final_kernel<<<1, SUM_BLOCKS, 0, tl_stream()>>>(out, partial, scale);
+  TL_CU_LAUNCH();
 }
 
 extern "C" void tl_cuda_sumsq(float *out, const float *x, int64_t n) {
-  float *partial = (float *)tl_cuda_scratch(SUMSQ_BLOCKS * sizeof(float));
-  sumsq_partial_kernel<<<SUMSQ_BLOCKS, THREADS, 0, tl_stream()>>>(partial, x, n);
-  TL_CU_LAUNCH();
-  sumsq_final_kernel<<<1, SUMSQ_BLOCKS, 0, tl_stream()>>>(out, partial);
-  TL_CU_LAUNCH();
+  sum_run(TL_CUDA_F32, out, x, n, 1.0f, true);
+}
+
+extern "C" void tl_cuda_sum(tl_cuda_dtype dt, float *out, const void *x, int64_t n,
+                            float scale) {
+  sum_run(dt, out, x, n, scale, false);
 }

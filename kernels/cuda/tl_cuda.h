@@ -106,6 +106,16 @@ void tl_cuda_mul_acc(tl_cuda_dtype dt, void *y, const void *x, const void *b, in
 // Deterministic: per-chunk partials in a fixed partition, then a fixed-order sum.
 void tl_cuda_colsum_acc(tl_cuda_dtype dt, void *db, const void *x, const void *w, float s,
                         int64_t n, int64_t nb);
+// y[i] += mul * (s ? s[0] : 1), s a DEVICE scalar (a loss gradient, say) or NULL.
+void tl_cuda_add_scalar(tl_cuda_dtype dt, void *y, const float *s, float mul, int64_t n);
+// out[0] = scale * sum_i x[i], an f32 device scalar; deterministic (fixed
+// partition and order).
+void tl_cuda_sum(tl_cuda_dtype dt, float *out, const void *x, int64_t n, float scale);
+// Strided copy for views, rank <= 4: for every index, dst[idx] = src[idx], or
+// dst[idx] += src[idx] when accumulate (strides in elements, shape shared).
+void tl_cuda_strided_copy(tl_cuda_dtype dt, void *dst, const int64_t *dst_stride,
+                          const void *src, const int64_t *src_stride, const int64_t *shape,
+                          int rank, bool accumulate);
 // Type conversion, any direction between f32 and bf16 (same dtype: a copy).
 void tl_cuda_convert(tl_cuda_dtype dst_dt, void *dst, tl_cuda_dtype src_dt, const void *src,
                      int64_t n);

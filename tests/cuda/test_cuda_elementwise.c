@@ -182,6 +182,65 @@ Test(cuda_elementwise, swiglu) {
     }
 }
 
+// Strided copy and accumulate (the views' kernels) against tl_cpu_strided_*: a
+// transposed [3, 5, 7, 2] source read through permuted strides.
+Test(cuda_elementwise, strided_copy_and_add) {
+  REQUIRE_GPU();
+  const int64_t shape[4] = {3, 5, 7, 2}, n = 3 * 5 * 7 * 2;
+  // The source is stored as [7, 5, 3, 2] and read with dims 0 and 2 swapped.
+  const int64_t src_stride[4] = {2, 3 * 2, 5 * 3 * 2, 1};
+  const int64_t dst_stride[4] = {5 * 7 * 2, 7 * 2, 2, 1};
+  for (int di = 0; di < 2; di++)
+    for (int acc = 0; acc < 2; acc++) {
+      tl_dtype dt = DTYPES[di];
+      float *src = tc_randn(n, 1.0f, 70), *dst0 = tc_randn(n, 1.0f, 71);
+      tc_round(src, n, dt), tc_round(dst0, n, dt);
+      float *ref = malloc(n * 4);
+      memcpy(ref, dst0, n * 4);
+      (acc ? tl_cpu_strided_add : tl_cpu_strided_copy)(ref, dst_stride, src, src_stride, shape,
+                                                        4);
+      void *d_src = tc_up(src, n, dt), *d_dst = tc_up(dst0, n, dt);
+      tl_cuda_strided_copy((tl_cuda_dtype)dt, d_dst, dst_stride, d_src, src_stride, shape, 4,
+                           acc);
+      float *got = tc_down(d_dst, n, dt);
+      tc_check(tl_fmt("strided %s %s", acc ? "add" : "copy", dname(dt)), got, ref, n,
+               tc_tol(dt));
+      free(src), free(dst0), free(ref), free(got);
+      tl_device_free(d_src), tl_device_free(d_dst);
+    }
+}
+
+// Sum to a device scalar, and adding a device scalar back (sum/mean backward).
+Test(cuda_elementwise, sum_and_add_scalar) {
+  REQUIRE_GPU();
+  const int64_t sizes[] = {1, 7, 1031, 1000003};
+  for (int di = 0; di < 2; di++)
+    for (int k = 0; k < 4; k++) {
+      tl_dtype dt = DTYPES[di];
+      int64_t n = sizes[k];
+      float *x = tc_randn(n, 1.0f, 80 + k);
+      tc_round(x, n, dt);
+      double sum = 0;
+      for (int64_t i = 0; i < n; i++) sum += x[i];
+      // A sum of n values of mean 0 is about sqrt(n) large: judge it on that scale.
+      float ref = (float)(sum / (double)n), got = 0;
+      float *d_out = tl_device_malloc(4);
+      void *d_x = tc_up(x, n, dt);
+      tl_cuda_sum((tl_cuda_dtype)dt, d_out, d_x, n, 1.0f / (float)n);
+      tl_device_download(&got, d_out, 4);
+      cr_assert(fabs(got - ref) <= TOL_F32 * (fabs(ref) + 1.0 / sqrt((double)n)),
+                "mean of %ld: got %.9g want %.9g", (long)n, got, ref);
+
+      float *yref = malloc(n * 4);
+      for (int64_t i = 0; i < n; i++) yref[i] = x[i] + 0.5f * got;
+      tl_cuda_add_scalar((tl_cuda_dtype)dt, d_x, d_out, 0.5f, n);
+      float *y = tc_down(d_x, n, dt);
+      tc_check(tl_fmt("add_scalar %s n=%ld", dname(dt), (long)n), y, yref, n, tc_tol(dt));
+      free(x), free(yref), free(y);
+      tl_device_free(d_out), tl_device_free(d_x);
+    }
+}
+
 // f32 -> bf16 on the GPU must round exactly as tl_f32_to_bf16 (nearest even),
 // including ties, and bf16 -> f32 is exact.
 Test(cuda_elementwise, convert_rounds_like_the_cpu) {
