@@ -2,8 +2,8 @@
 //
 // Per (b, h): S = scale * Q K^T with sgemm into a T x S scratch, masked
 // softmax row by row (its logsumexp saved), dropout, then O = P V with sgemm.
-// Backward rebuilds P from the saved logsumexp, so forward stores nothing of
-// size T x S. Tasks run in an OpenMP loop, each calling a single-threaded sgemm:
+// Backward rebuilds P from the saved logsumexp, so forward keeps no T x S
+// floats (with dropout, T x S bits of keep mask). Tasks run in an OpenMP loop, each calling a single-threaded sgemm:
 // the OpenMP build of OpenBLAS runs one thread when called inside a parallel
 // region (num_cpu_avail checks omp_in_parallel), so the two never oversubscribe.
 // We do not call openblas_set_num_threads: in that build it also sets the
@@ -61,10 +61,10 @@ static int64_t mask_row(const tl_cpu_attn *a, const head_view *hv, int64_t t, fl
 
 // --- dropout ----------------------------------------------------------------
 // Multipliers 0 (probability p) or 1 / (1 - p) from Philox at counters
-// counter + j, by the mapping in core/rng.h (dropped when uniform < p). Forward
-// and backward regenerate them rather than store a T x S mask. Scalar Philox
-// costs ~10 ns an element here, a quarter of attention's time at p > 0, so on
-// AVX2 eight blocks (32 counters) run at once in vector lanes.
+// counter + j, by the mapping in core/rng.h (dropped when uniform < p); forward
+// keeps them as bits for backward when asked (drop_bits). Scalar Philox costs
+// ~10 ns an element here, a quarter of attention's time at p > 0, so on AVX2
+// eight blocks (32 counters) run at once in vector lanes.
 
 // The multiplier for 32 random bits.
 static inline float keep_or_drop(uint32_t bits, float p, float keep) {
