@@ -3,6 +3,7 @@
 // with the token formula of the contract (5 + (b0 << 8 | b1)), not with the
 // tokenizer under test.
 #include <criterion/criterion.h>
+#include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -462,9 +463,11 @@ static int burst_tokens(int f, int k, int pb, int32_t *out) {
   return n;
 }
 
-static void build_pretrain(const char *dir, uint64_t seed, int n_flows, int L) {
+static void build_pretrain_split(const char *dir, uint64_t seed, int n_flows, int L,
+                                 tl_split_policy policy) {
   tl_dataset_options o;
   tl_dataset_options_default(&o, TL_TASK_PRETRAIN);
+  o.split = policy;
   o.out_dir = dir;
   o.seq_len = L;
   o.seed = seed;
@@ -489,6 +492,10 @@ static void build_pretrain(const char *dir, uint64_t seed, int n_flows, int L) {
   }
   finish(b);
   tl_dataset_builder_free(b);
+}
+
+static void build_pretrain(const char *dir, uint64_t seed, int n_flows, int L) {
+  build_pretrain_split(dir, seed, n_flows, L, TL_SPLIT_BY_FLOW);
 }
 
 // Whether b[0..n) is a prefix of the second half of some burst of a flow other
@@ -688,5 +695,108 @@ Test(dataset, published_vocabulary_ids_reach_the_shards) {
   int32_t want[8] = {CLS, 7, 8, 3, PAD, PAD, PAD, PAD};
   cr_assert_eq(memcmp(row, want, sizeof want), 0, "%d %d %d %d", row[0], row[1], row[2], row[3]);
   tl_shards_close(s);
+  remove_dir(dir);
+}
+
+Test(dataset, pretrain_split_by_file_keeps_negatives_inside_the_split) {
+  char *dir = make_dir();
+  const int n_flows = 200;
+  build_pretrain_split(dir, 21, n_flows, 64, TL_SPLIT_BY_FILE);
+  int64_t flow_split[200];
+  flows_by_split(dir, flow_split, n_flows, NULL);
+  int file_split[10];
+  for (int f = 0; f < 10; f++) file_split[f] = -1;
+  for (int i = 0; i < n_flows; i++) {
+    if (flow_split[i] < 0) continue;
+    int f = i % 10; // build_pretrain_split puts flow i in file i % 10
+    cr_assert(file_split[f] < 0 || file_split[f] == flow_split[i], "file %d in two splits", f);
+    file_split[f] = (int)flow_split[i];
+  }
+  // Every other-origin B comes from a flow of the row's own split.
+  for (int s = 0; s < 2; s++) {
+    table t = read_split(dir, s ? "valid" : "train");
+    for (int64_t r = 0; r < t.n; r++) {
+      if (t.labels[r] != 1) continue;
+      const int32_t *row = t.tokens + r * t.L;
+      int sep = 1;
+      while (row[sep] != SEP) sep++;
+      int f = (int)((t.flow_ids[r] - 17) / 1000003);
+      cr_assert(is_other_half(row + sep + 1, t.lengths[r] - sep - 2, f, n_flows, flow_split, s));
+    }
+    free_table(&t);
+  }
+  remove_dir(dir);
+}
+
+// Reads a scalar or the first element of a string attribute (caller frees).
+static char *string_attr(hid_t file, const char *name, int index) {
+  hid_t a = H5Aopen(file, name, H5P_DEFAULT);
+  cr_assert(a >= 0, "attribute %s", name);
+  hid_t type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(type, H5T_VARIABLE);
+  H5Tset_cset(type, H5T_CSET_UTF8); // HDF5 does not convert ASCII <-> UTF-8
+  hid_t space = H5Aget_space(a);
+  hssize_t n = H5Sget_simple_extent_npoints(space);
+  char **v = calloc((size_t)(n > 0 ? n : 1), sizeof *v);
+  cr_assert(H5Aread(a, type, v) >= 0);
+  char *out = strdup(v[index]);
+  H5Dvlen_reclaim(type, space, H5P_DEFAULT, v);
+  free(v);
+  H5Sclose(space);
+  H5Tclose(type);
+  H5Aclose(a);
+  return out;
+}
+
+Test(dataset, shard_files_carry_the_documented_attributes) {
+  char *dir = make_dir();
+  build_packet_set(dir, 8, TL_SPLIT_BY_FLOW, 60, 32);
+  char path[600];
+  snprintf(path, sizeof path, "%s/valid-00000.h5", dir);
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  cr_assert(f >= 0);
+  const char *want[][2] = {{"format_version", "tl-shards/1"}, {"tokenizer", "etbert-bigram"},
+                           {"task", "packet"},  {"split", "valid"},
+                           {"split_policy", "flow"}, {"header_policy", "anonymous"}};
+  for (int i = 0; i < 6; i++) {
+    char *v = string_attr(f, want[i][0], 0);
+    cr_assert_str_eq(v, want[i][1], "attribute %s", want[i][0]);
+    free(v);
+  }
+  char *l2 = string_attr(f, "label_names", 2), *f9 = string_attr(f, "source_files", 9);
+  cr_assert_str_eq(l2, "gamma");
+  cr_assert_str_eq(f9, "j.pcap");
+  free(l2), free(f9);
+  int32_t vocab = 0, seq = 0;
+  uint64_t seed = 0;
+  hid_t a = H5Aopen(f, "vocab_size", H5P_DEFAULT);
+  H5Aread(a, H5T_NATIVE_INT32, &vocab), H5Aclose(a);
+  a = H5Aopen(f, "seq_len", H5P_DEFAULT);
+  H5Aread(a, H5T_NATIVE_INT32, &seq), H5Aclose(a);
+  a = H5Aopen(f, "split_seed", H5P_DEFAULT);
+  H5Aread(a, H5T_NATIVE_UINT64, &seed), H5Aclose(a);
+  cr_assert(vocab == 65541 && seq == 32 && seed == 8);
+
+  // Datasets: types as documented, chunked and deflated.
+  const char *names[] = {"tokens", "segments", "length", "label", "flow_id", "file_index"};
+  const size_t sizes[] = {4, 1, 4, 4, 8, 4};
+  for (int i = 0; i < 6; i++) {
+    hid_t d = H5Dopen2(f, names[i], H5P_DEFAULT);
+    hid_t t = H5Dget_type(d), p = H5Dget_create_plist(d);
+    cr_assert_eq(H5Tget_class(t), H5T_INTEGER, "%s", names[i]);
+    cr_assert_eq(H5Tget_size(t), sizes[i], "%s", names[i]);
+    cr_assert_eq(H5Pget_layout(p), H5D_CHUNKED);
+    int found = 0;
+    for (int k = 0; k < H5Pget_nfilters(p); k++) {
+      unsigned flags, cd[8];
+      size_t n_cd = 8;
+      char name[64];
+      H5Z_filter_t id = H5Pget_filter2(p, (unsigned)k, &flags, &n_cd, cd, sizeof name, name, NULL);
+      found |= id == H5Z_FILTER_DEFLATE;
+    }
+    cr_assert(found, "%s is deflated", names[i]);
+    H5Pclose(p), H5Tclose(t), H5Dclose(d);
+  }
+  H5Fclose(f);
   remove_dir(dir);
 }
