@@ -61,7 +61,8 @@ Test(parity_llama, logits_loss_and_gradients) {
   tl_params_zero_grad(&f.params);
   tl_tensor *logits = NULL;
   tl_tensor *loss = tl_lm_loss(&f.model, f.ids, NULL, f.labels, &logits);
-  tl_parity_check(&f.st, "logits", logits, TL_PARITY_TOL);
+  double e = tl_parity_check(&f.st, "logits", logits, TL_PARITY_TOL);
+  cr_log_info("llama parity: logits rel_err %.3g", e);
   float want = tl_parity_scalar(&f.st, "loss"), got = *(float *)loss->data;
   cr_expect(fabs(got - want) <= TL_PARITY_TOL * fabs(want), "loss: tl %.8g, torch %.8g", got,
             want);
