@@ -108,7 +108,11 @@ static void walk(tl_inputs *in, const char *path, int label) {
   }
   int n;
   char **names = dir_names(path, &n);
-  for (int i = 0; i < n; i++) walk(in, tl_fmt("%s/%s", path, names[i]), label);
+  for (int i = 0; i < n; i++) {
+    char *sub = tl_xstrdup(tl_fmt("%s/%s", path, names[i])); // tl_fmt's buffer is reused below
+    walk(in, sub, label);
+    free(sub);
+  }
   free_names(names, n);
 }
 

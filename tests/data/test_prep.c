@@ -228,6 +228,17 @@ Test(prep_run, no_flow_in_two_splits) {
   for (int s = 0; s < 3; s++) free(ids[s]);
 }
 
+// Pre-training walks folders at any depth (here through symlinked folders).
+Test(prep_run, pretrain_walks_nested_folders) {
+  make_tree("/tmp/tl_test_tree");
+  tl_prep_counts c;
+  cr_assert_eq(run_into("/tmp/tl_test_tree", "/tmp/tl_test_out4", TL_TASK_PRETRAIN, 1, &c),
+               TL_OK, "%s", tl_last_error());
+  cr_expect_eq(c.files_total, 28);
+  cr_expect_eq(c.files_read, 28);
+  cr_expect_gt(c.total_rows, 0);
+}
+
 // The awkward folder end to end: bad files warned about, good packets used.
 Test(prep_run, edge_folder_pretrain) {
   tl_prep_options o;
