@@ -88,7 +88,9 @@ struct tl_dataset_builder {
   // pre-training pairs
   reservoir res[TL_NUM_SPLITS];
   tl_split_rng pair_rng;
-  int64_t negative_debt, pairs[2], skipped_bursts;
+  int64_t negative_debt[TL_NUM_SPLITS]; // negatives owed (the reservoir had none)
+  int next_label[TL_NUM_SPLITS];        // 0: draw a coin; 1 + label: give that label
+  int64_t pairs[2], skipped_bursts;
 
   // decided at finish()
   int *new_label;        // [n_classes] label in the shards, -1 when dropped
@@ -406,16 +408,19 @@ static size_t tokenize_burst(tl_dataset_builder *b, const uint8_t *const *pkts,
   return n;
 }
 
-// Same-origin label for the next pair: a seeded coin, except that a negative
-// the reservoir could not supply is owed and paid back at the next chance, so
-// the labels stay balanced.
+// Same-origin label for the next pair of a split: labels come in pairs, a
+// seeded coin for the first and the other label for the second, so each split
+// is 50/50 to within one row. A negative the reservoir cannot supply yet is
+// owed and paid back at the next chance.
 static const half_slot *choose_pair(tl_dataset_builder *b, int split, uint64_t flow_id,
                                     int *label) {
-  int want_other = (int)(tl_split_rng_next(&b->pair_rng) >> 63);
+  int owed = b->next_label[split];
+  int want_other = owed ? owed - 1 : (int)(tl_split_rng_next(&b->pair_rng) >> 63);
+  b->next_label[split] = owed ? 0 : 2 - want_other; // 0: draw; 1 + label: that label
   const half_slot *other = NULL;
-  if (want_other || b->negative_debt > 0) other = pick_other_half(b, split, flow_id);
-  if (want_other && !other) b->negative_debt++;
-  if (!want_other && other) b->negative_debt--;
+  if (want_other || b->negative_debt[split] > 0) other = pick_other_half(b, split, flow_id);
+  if (want_other && !other) b->negative_debt[split]++;
+  if (!want_other && other) b->negative_debt[split]--;
   *label = other ? 1 : 0;
   return other;
 }

@@ -571,8 +571,10 @@ Test(dataset, pretrain_pairs_are_balanced_and_correct) {
     free_table(&t);
   }
   cr_assert_eq(rows, expected_rows, "one pair per burst of two tokens or more");
-  double share = (double)labels[0] / (double)rows;
-  cr_assert(share > 0.45 && share < 0.55, "same-origin share %.3f", share);
+  // Balanced per split to within a row, plus the few negatives owed at the
+  // start, before the reservoirs hold halves of other flows.
+  cr_assert(llabs(labels[0] - labels[1]) <= 6, "same-origin %lld, other %lld",
+            (long long)labels[0], (long long)labels[1]);
   remove_dir(dir);
 }
 
