@@ -9,8 +9,8 @@
 #include "core/ops.h"
 #include "kernels/cpu/elementwise.h"
 
+// Views take any dtype (reshaping i32 ids is common); only f32 has gradients.
 static void check_input(const tl_tensor *x, const char *op) {
-  TL_ASSERTF(x->dtype == TL_F32, "%s: expected f32, got %s", op, tl_dtype_name(x->dtype));
   TL_ASSERTF(x->device == TL_CPU, "%s: no CUDA kernel yet", op);
 }
 
@@ -134,7 +134,7 @@ tl_tensor *tl_slice(tl_tensor *x, int dim, int64_t start, int64_t length) {
   tl_tensor *v = view_of(x, x->rank, x->shape);
   memcpy(v->stride, x->stride, sizeof v->stride);
   v->shape[dim] = length;
-  v->data = (float *)x->data + start * x->stride[dim];
+  v->data = (char *)x->data + start * x->stride[dim] * (int64_t)tl_dtype_size(x->dtype);
   if (tl_needs_grad(&x, 1)) {
     tl_node *node = tl_record("slice", slice_backward, v, &x, 1);
     node->i[0] = dim;
@@ -155,9 +155,14 @@ static void contiguous_backward(tl_node *node) {
 tl_tensor *tl_contiguous(tl_tensor *x) {
   check_input(x, "contiguous");
   if (tl_is_contiguous(x)) return x;
-  tl_tensor *y = tl_empty(TL_F32, x->rank, x->shape);
+  tl_tensor *y = tl_empty(x->dtype, x->rank, x->shape);
   y->device = x->device;
-  tl_cpu_strided_copy(y->data, y->stride, x->data, x->stride, x->shape, x->rank);
+  // f32 through the parallel strided kernel; other dtypes (ids, masks) are small
+  // and go through tl_copy's generic element walk.
+  if (x->dtype == TL_F32)
+    tl_cpu_strided_copy(y->data, y->stride, x->data, x->stride, x->shape, x->rank);
+  else
+    tl_copy(y, x);
   if (tl_needs_grad(&x, 1)) tl_record("contiguous", contiguous_backward, y, &x, 1);
   return y;
 }

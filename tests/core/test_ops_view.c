@@ -142,3 +142,22 @@ Test(ops_view, view_of_parameter) {
       cr_assert_eq(p.grads[r * 4 + c], c == 1 ? 2.0f * (r * 4 + 1) : 0.0f);
   tl_params_free(&p);
 }
+
+// Views work on any dtype: i32 ids reshaped and sliced, u8 sliced (pointer
+// arithmetic in bytes), a strided i32 view made contiguous.
+Test(ops_view, integer_views) {
+  tl_tensor *ids = tl_test_randint(5, 0, 1000, 2, (int64_t[]){7, 13});
+  const int32_t *iv = ids->data;
+  tl_tensor *flat = tl_reshape(ids, 1, (int64_t[]){91});
+  cr_assert_eq(flat->dtype, TL_I32);
+  cr_assert_eq(((int32_t *)flat->data)[50], iv[50]);
+  tl_tensor *col = tl_contiguous(tl_slice(tl_transpose(ids, 0, 1), 0, 4, 1)); // [1, 7]
+  for (int r = 0; r < 7; r++) cr_assert_eq(((int32_t *)col->data)[r], iv[r * 13 + 4]);
+
+  uint8_t bytes[30];
+  for (int i = 0; i < 30; i++) bytes[i] = (uint8_t)(3 * i);
+  tl_tensor *b = tl_from_data(TL_U8, 2, (int64_t[]){5, 6}, bytes);
+  tl_tensor *s = tl_slice(b, 1, 2, 3);
+  int64_t idx[2] = {4, 1};
+  cr_assert_eq(tl_get_f32(s, idx), (float)bytes[4 * 6 + 3]);
+}
