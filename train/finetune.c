@@ -125,6 +125,24 @@ static tl_status open_loaders(ft_run *r) {
   return TL_OK;
 }
 
+// model.init may name a tl-pretrain run folder: its newest checkpoint is meant.
+static tl_status resolve_init(tl_config *c) {
+  struct stat sb;
+  if (stat(c->model.init, &sb) != 0) {
+    tl_set_error("model.init '%s': %s", c->model.init, strerror(errno));
+    return TL_ERR;
+  }
+  if (!S_ISDIR(sb.st_mode)) return TL_OK;
+  char path[TL_CONFIG_PATH_MAX + 64];
+  if (tl_checkpoint_latest(c->model.init, path, sizeof path) != TL_OK) return TL_ERR;
+  if (strlen(path) >= sizeof c->model.init) {
+    tl_set_error("model.init: checkpoint path too long: %s", path);
+    return TL_ERR;
+  }
+  memcpy(c->model.init, path, strlen(path) + 1);
+  return TL_OK;
+}
+
 // A tl-pretrain checkpoint brings its own model sizes: take them, so that
 // model.init loads whatever preset this config names.
 static tl_status adopt_init_sizes(tl_config *c) {
@@ -231,6 +249,7 @@ static tl_status open_run(ft_run *r, const tl_config *cfg, const tl_finetune_opt
 
   // Data first (it fixes K and the step count), then the model sizes and the model.
   if (open_loaders(r) != TL_OK) return TL_ERR;
+  if (!resume_ckpt && c->model.init[0] && resolve_init(c) != TL_OK) return TL_ERR;
   if (!resume_ckpt && c->model.init[0] && adopt_init_sizes(c) != TL_OK) return TL_ERR;
   char path[TL_CONFIG_PATH_MAX + 32];
   path_in(path, sizeof path, c->run.dir, "config.yaml");
