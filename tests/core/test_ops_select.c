@@ -2,6 +2,7 @@
 // against loops written here, backward by finite differences, plus the
 // determinism of the embedding scatter-add and the out-of-range abort.
 #include <criterion/criterion.h>
+#include <omp.h>
 #include <signal.h>
 
 #include "core/ops.h"
@@ -181,4 +182,30 @@ Test(ops_select, sum_and_mean) {
       cr_assert(tl_test_gradcheck(mean_fn, &x, 1, NULL, GC));
     }
   }
+}
+
+// The reductions promise results independent of the thread count: the sum's 64
+// fixed chunks, the column sums' per-band order, the scatter-add's per-band order.
+Test(ops_select, reductions_independent_of_thread_count) {
+  int64_t n = 100003, V = 11, C = 517, N = 2003;
+  tl_tensor *x = tl_test_randn(80, 1.0f, false, 1, &n);
+  tl_tensor *a = tl_test_randn(81, 1.0f, false, 2, (int64_t[]){N, C});
+  tl_tensor *table = tl_test_randn(82, 1.0f, true, 2, (int64_t[]){V, C});
+  tl_tensor *bias = tl_test_randn(83, 1.0f, true, 1, &C);
+  tl_tensor *ids = tl_test_randint(84, 0, (int)V, 1, &N);
+  float sums[2], *tg[2], *bg[2];
+  int threads[2] = {1, 3};
+  int saved = omp_get_max_threads();
+  for (int k = 0; k < 2; k++) {
+    omp_set_num_threads(threads[k]);
+    sums[k] = F(tl_sum(x))[0];
+    table->grad = bias->grad = NULL;
+    tl_backward_with(tl_add(tl_embedding(table, ids), bias), a);
+    tl_tape_reset();
+    tg[k] = F(table->grad), bg[k] = F(bias->grad);
+  }
+  omp_set_num_threads(saved);
+  cr_assert_eq(sums[0], sums[1]);
+  cr_assert(memcmp(tg[0], tg[1], (size_t)(V * C) * sizeof(float)) == 0);
+  cr_assert(memcmp(bg[0], bg[1], (size_t)C * sizeof(float)) == 0);
 }
