@@ -222,3 +222,83 @@ Test(ops_linalg, linear_frozen_weight) {
   cr_assert(tl_test_gradcheck(linear_fn, t, 3, (void *)&LIN[3], GC));
   cr_assert_null(t[1]->grad);
 }
+
+// --- randomised layouts -------------------------------------------------------------
+// Random ranks, sizes 1..9, transpose flags, shared b, and operand layouts: dense,
+// a transposed view of the last two dims (BLAS trans flag), a column slice (ld >
+// cols), or a batch-dim transpose (strided batches; rank 3+). Forward against the
+// triple loop, backward against finite differences on a random subset.
+
+typedef struct {
+  int rank;           // rank of a (and of b unless shared)
+  int64_t batch[2];   // batch dims (rank - 2 of them used)
+  int64_t M, N, K;
+  bool ta, tb, shared;
+  int layout[2];      // 0 dense, 1 transposed view, 2 column slice, 3 batch transpose
+} fuzz_case;
+
+// The stored matrix of operand k ([.., R, C] as the op reads it) built from a
+// dense base tensor by the case's layout; base_shape gives the base to allocate.
+static void fuzz_base_shape(const fuzz_case *c, int k, int *rank, int64_t shape[4]) {
+  bool shared = k == 1 && c->shared;
+  int r = shared ? 2 : c->rank;
+  int64_t R, C;
+  if (k == 0) R = c->ta ? c->K : c->M, C = c->ta ? c->M : c->K;
+  else R = c->tb ? c->N : c->K, C = c->tb ? c->K : c->N;
+  for (int d = 0; d < r - 2; d++) shape[d] = c->batch[d];
+  shape[r - 2] = R, shape[r - 1] = C;
+  int layout = c->layout[k];
+  if (layout == 1) shape[r - 2] = C, shape[r - 1] = R;   // transposed back in the view
+  if (layout == 2) shape[r - 1] = C + 3;                 // sliced back to C columns
+  if (layout == 3 && r >= 3) {                           // batch dim swapped with rows
+    shape[r - 3] = R, shape[r - 2] = c->batch[r - 3];
+  }
+  *rank = r;
+}
+
+static tl_tensor *fuzz_view(const fuzz_case *c, int k, tl_tensor *base) {
+  int r = base->rank;
+  switch (c->layout[k]) {
+  case 1: return tl_transpose(base, -1, -2);
+  case 2: return tl_slice(base, -1, 1, base->shape[r - 1] - 3);
+  case 3: return r >= 3 ? tl_transpose(base, -3, -2) : base;
+  default: return base;
+  }
+}
+
+static tl_tensor *fuzz_fn(tl_tensor **in, void *ctx) {
+  const fuzz_case *c = ctx;
+  return tl_matmul(fuzz_view(c, 0, in[0]), fuzz_view(c, 1, in[1]), c->ta, c->tb);
+}
+
+Test(ops_linalg, randomised_layouts) {
+  uint64_t st = 2026;
+  for (int n = 0; n < 150; n++) {
+    fuzz_case c = {0};
+    c.rank = 2 + (int)(tl_test_uniform(&st) * 3);
+    for (int d = 0; d < 2; d++) c.batch[d] = 1 + (int64_t)(tl_test_uniform(&st) * 3);
+    c.M = 1 + (int64_t)(tl_test_uniform(&st) * 9);
+    c.N = 1 + (int64_t)(tl_test_uniform(&st) * 9);
+    c.K = 1 + (int64_t)(tl_test_uniform(&st) * 9);
+    c.ta = tl_test_uniform(&st) < 0.5, c.tb = tl_test_uniform(&st) < 0.5;
+    c.shared = c.rank == 2 || tl_test_uniform(&st) < 0.3;
+    for (int k = 0; k < 2; k++) c.layout[k] = (int)(tl_test_uniform(&st) * 4);
+
+    tl_tensor *in[2];
+    for (int k = 0; k < 2; k++) {
+      int r;
+      int64_t shape[4];
+      fuzz_base_shape(&c, k, &r, shape);
+      in[k] = tl_test_randn(1000 + 2 * n + k, 1.0f, true, r, shape);
+    }
+    tl_tensor *y = fuzz_fn(in, &c);
+    check_matmul(fuzz_view(&c, 0, in[0]), fuzz_view(&c, 1, in[1]), c.ta, c.tb, y);
+    tl_gradcheck_opts o = GC;
+    o.max_checks = 12;
+    cr_assert(tl_test_gradcheck(fuzz_fn, in, 2, &c, o),
+              "case %d: rank %d M %ld N %ld K %ld ta %d tb %d shared %d layouts %d %d", n,
+              c.rank, (long)c.M, (long)c.N, (long)c.K, c.ta, c.tb, c.shared, c.layout[0],
+              c.layout[1]);
+    tl_tape_reset();
+  }
+}
