@@ -8,7 +8,7 @@
 #include <string.h>
 #include <zlib.h>
 
-enum { TL_MAX_IFACES = 4096, TL_MAX_BLOCK = 64 << 20 };
+enum { TL_MAX_IFACES = 4096, TL_MAX_BLOCK = 16 << 20 }; // libpcap allows 16 MiB blocks too
 
 typedef struct {
   int linktype;

@@ -416,8 +416,9 @@ static void print_summary(FILE *f, const tl_prep_options *o, const tl_inputs *in
       const char *name = o->ds.task == TL_TASK_PRETRAIN ? "(burst pairs)"
                          : l < in->n_labels                ? in->labels[l]
                                                            : "?";
-      fprintf(f, "           %-24s %10lld %10lld %10lld\n", name, (long long)s->rows[l][0],
-              (long long)s->rows[l][1], (long long)s->rows[l][2]);
+      int64_t sum = s->rows[l][0] + s->rows[l][1] + s->rows[l][2];
+      fprintf(f, "           %-24s %10lld %10lld %10lld%s\n", name, (long long)s->rows[l][0],
+              (long long)s->rows[l][1], (long long)s->rows[l][2], sum ? "" : "  (dropped)");
     }
     fprintf(f, "           total %lld rows, %d labels dropped (below min_per_class)\n",
             (long long)s->total_rows, s->n_dropped_labels);

@@ -54,7 +54,7 @@ const char *tl_header_policy_name(tl_header_policy p);
 
 // Counters of one run; filled by tl_prep_run.
 typedef struct {
-  int files_total, files_read, files_refused, files_stopped, files_unlabelled;
+  int files_total, files_read, files_refused, files_stopped;
   int64_t packets_read, packets_used, packets_cut;
   int64_t skipped[TL_SKIP_NUM_REASONS];
   int64_t bad_timestamps, tunnelled, outer_tunnels;
