@@ -263,6 +263,7 @@ typedef struct {
   const tl_prep_options *o;
   tl_dataset_builder *b;
   tl_prep_counts *c;
+  tl_flow_table *table;
   int label, file_index;
   // progress
   int show_progress, n_files;
@@ -299,11 +300,17 @@ static void progress(tl_prep_run_ctx *r, int force) {
   if (!force && t - r->last_progress < 0.5) return;
   r->last_progress = t;
   double el = t - r->t0;
-  fprintf(stderr, "\rtl-prep: file %d/%d, %lld packets, %lld flows, %.0f packets/s   ",
+  fprintf(stderr, "\r\033[Ktl-prep: file %d/%d, %lld packets, %lld flows, %.0f packets/s",
           r->file_index + 1, r->n_files, (long long)r->c->packets_read,
-          (long long)r->c->flow.flows, el > 0 ? (double)r->c->packets_read / el : 0.0);
+          (long long)tl_flow_table_stats(r->table)->flows,
+          el > 0 ? (double)r->c->packets_read / el : 0.0);
   if (force) fputc('\n', stderr);
   fflush(stderr);
+}
+
+// Clears the progress line so that a warning starts on a clean line.
+static void clear_progress(const tl_prep_run_ctx *r) {
+  if (r->show_progress) fputs("\r\033[K", stderr);
 }
 
 // Reads one capture into the flow table. Returns TL_ERR only for a builder
@@ -315,6 +322,7 @@ static tl_status prep_file(tl_prep_run_ctx *r, tl_flow_table *t, const char *pat
   *bad_file = 0;
   tl_capture *cap = tl_capture_open(path);
   if (!cap) {
+    clear_progress(r);
     tl_warn("%s", tl_last_error());
     c->files_refused++;
     *bad_file = 1;
@@ -351,6 +359,7 @@ static tl_status prep_file(tl_prep_run_ctx *r, tl_flow_table *t, const char *pat
   }
 
   // One line per problem and file, naming the packet.
+  if (rc < 0 || n_cut || first_badts) clear_progress(r);
   if (rc < 0) {
     tl_warn("%s (the %llu packets before it are used)", tl_last_error(),
             (unsigned long long)n_file);
@@ -466,6 +475,7 @@ tl_status tl_prep_run(const tl_prep_options *o, FILE *report, tl_prep_counts *co
   fo.flow_packets = o->ds.flow_packets > 0 ? o->ds.flow_packets : fo.flow_packets;
   fo.burst_packets = o->burst_packets > 0 ? o->burst_packets : fo.burst_packets;
   t = tl_flow_table_new(&fo, &sink, 0);
+  r.table = t;
 
   // Step 3: one streaming pass over the files.
   for (int i = 0; i < in.n; i++) {
