@@ -456,6 +456,9 @@ tl_status tl_pretrain_run(const tl_config *cfg, const tl_pretrain_opts *opts) {
   r.t_start = r.sums.since = now_s();
   r.step_start = r.step;
 
+  // A new run's starting point, so the evaluation curve has its origin.
+  if (st == TL_OK && r.step == 0 && cfg->train.eval_every > 0) st = run_eval(&r);
+
   while (st == TL_OK && r.step < end) {
     // Train one step, then whatever is due at its end.
     tl_step_metrics m;
