@@ -120,6 +120,23 @@ static void dropout_avx2(uint64_t c, const uint32_t key[2], float p, float keep,
       for (int w = 0; w < 4; w++) mult[j + 4 * i + w] = keep_or_drop(bits[w][i], p, keep);
   }
 }
+// Keep bits of mult[0, n), n a multiple of 8: one movemask per 8 floats.
+static void pack_avx2(const float *mult, uint8_t *bits, int64_t n) {
+  for (int64_t j = 0; j < n; j += 8)
+    bits[j >> 3] = (uint8_t)_mm256_movemask_ps(
+        _mm256_cmp_ps(_mm256_loadu_ps(mult + j), _mm256_setzero_ps(), _CMP_NEQ_OQ));
+}
+
+// mult[0, n) from keep bits, n a multiple of 8: each byte's bits as lane masks.
+static void unpack_avx2(const uint8_t *bits, float keep, float *mult, int64_t n) {
+  const __m256i lanes = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  const __m256 k = _mm256_set1_ps(keep);
+  for (int64_t j = 0; j < n; j += 8) {
+    __m256i b = _mm256_and_si256(_mm256_set1_epi32(bits[j >> 3]), lanes);
+    __m256 on = _mm256_castsi256_ps(_mm256_cmpeq_epi32(b, lanes));
+    _mm256_storeu_ps(mult + j, _mm256_and_ps(on, k));
+  }
+}
 #pragma GCC pop_options
 
 static int have_avx2(void) {
@@ -166,8 +183,10 @@ static void draw_row(const tl_cpu_attn *a, int64_t r, float *mult, int64_t n) {
   dropout_row(a, row_counter(a, r), mult, n);
   if (!a->drop_bits) return;
   uint8_t *bits = row_bits(a, r);
-  memset(bits, 0, (size_t)(n + 7) / 8);
-  for (int64_t j = 0; j < n; j++) bits[j >> 3] |= (uint8_t)((mult[j] != 0) << (j & 7));
+  int64_t j = have_avx2() ? n / 8 * 8 : 0;
+  if (j) pack_avx2(mult, bits, j);
+  memset(bits + j / 8, 0, (size_t)(n - j + 7) / 8);
+  for (; j < n; j++) bits[j >> 3] |= (uint8_t)((mult[j] != 0) << (j & 7));
 }
 
 // Backward: the same multipliers, from the kept bits when there are some.
@@ -178,7 +197,9 @@ static void redraw_row(const tl_cpu_attn *a, int64_t r, float *mult, int64_t n) 
   }
   const uint8_t *bits = row_bits(a, r);
   float keep = 1.0f / (1.0f - a->dropout);
-  for (int64_t j = 0; j < n; j++) mult[j] = (bits[j >> 3] >> (j & 7)) & 1 ? keep : 0.0f;
+  int64_t j = have_avx2() ? n / 8 * 8 : 0;
+  if (j) unpack_avx2(bits, keep, mult, j);
+  for (; j < n; j++) mult[j] = (bits[j >> 3] >> (j & 7)) & 1 ? keep : 0.0f;
 }
 
 // Causal heads run in blocks of this many query rows, each block's GEMMs only
