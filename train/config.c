@@ -345,6 +345,24 @@ static void collect_log(cyaml_log_t level, void *ctx, const char *fmt, va_list a
   if (b->len >= sizeof b->text) b->len = sizeof b->text - 1;
 }
 
+// libcyaml's "Expecting MAPPING, got event: SCALAR" in a user's words.
+static void translate_reason(char *reason, size_t cap) {
+  static const struct {
+    const char *what, *word;
+  } kinds[] = {{"MAPPING", "a section of 'key: value' lines"},
+               {"SEQUENCE", "a list"},
+               {"SCALAR", "a single value"},
+               {"STRING", "a single value"}};
+  char want[32], got[32];
+  if (sscanf(reason, "Expecting %31[A-Z_], got event: %31[A-Z_]", want, got) != 2) return;
+  const char *w = want, *g = got;
+  for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++) {
+    if (!strncmp(want, kinds[i].what, strlen(kinds[i].what))) w = kinds[i].word;
+    if (!strncmp(got, kinds[i].what, strlen(kinds[i].what))) g = kinds[i].word;
+  }
+  snprintf(reason, cap, "expected %s, got %s", w, g);
+}
+
 // Turns libcyaml's log into "name:LINE: what" (unknown keys located by libyaml).
 static void set_load_error(const char *yaml, const char *name, const char *log,
                            cyaml_err_t err) {
@@ -379,6 +397,7 @@ static void set_load_error(const char *yaml, const char *name, const char *log,
     return;
   }
   if (!reason[0]) snprintf(reason, sizeof reason, "%s", cyaml_strerror(err));
+  translate_reason(reason, sizeof reason);
   if (inner[0] && strcmp(inner, outer))
     tl_set_error("%s%s.%s: %s", where(name, line), outer, inner, reason);
   else if (inner[0])
