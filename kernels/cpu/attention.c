@@ -3,8 +3,10 @@
 // Per (b, h): S = scale * Q K^T with sgemm into a T x S scratch, masked
 // softmax row by row (its logsumexp saved), dropout, then O = P V with sgemm.
 // Backward rebuilds P from the saved logsumexp, so forward keeps no T x S
-// floats (with dropout, T x S bits of keep mask). Tasks run in an OpenMP loop, each calling a single-threaded sgemm:
-// the OpenMP build of OpenBLAS runs one thread when called inside a parallel
+// floats (with dropout, T x S bits of keep mask). Causal heads go in blocks of
+// query rows so the GEMMs skip most of the masked upper triangle.
+// Tasks run in an OpenMP loop, each calling a single-threaded sgemm: the OpenMP
+// build of OpenBLAS runs one thread when called inside a parallel
 // region (num_cpu_avail checks omp_in_parallel), so the two never oversubscribe.
 // We do not call openblas_set_num_threads: in that build it also sets the
 // OpenMP thread count for the whole process.
