@@ -332,3 +332,22 @@ Test(ops_attention, kept_dropout_bits_equal_redrawn) {
   cr_assert(memcmp(grads[0], grads[1], sizeof(float) * (nq + 2 * nk)) == 0);
   cr_assert(memcmp(out, out + 3 * nq + 2 * nk, sizeof(float) * nq) == 0);
 }
+
+// Llama's attention input path through ops A's views: q and k rotated, all
+// three read in place from [B, T, H, D] projections via tl_transpose.
+static tl_tensor *run_llama_attention(tl_tensor **in, void *ctx) {
+  tl_tensor *q = tl_rope(tl_transpose(in[0], 1, 2), 3, 10000.0f);
+  tl_tensor *k = tl_rope(tl_transpose(in[1], 1, 2), 3, 10000.0f);
+  tl_tensor *v = tl_transpose(in[2], 1, 2);
+  return tl_attention(q, k, v, &((attn_args *)ctx)->o);
+}
+
+Test(ops_attention, backward_through_transposed_views_and_rope) {
+  tl_tensor *x[3] = {tl_test_randn(170, 1.0f, true, 4, (int64_t[]){2, 9, 6, 8}),
+                     tl_test_randn(171, 1.0f, true, 4, (int64_t[]){2, 9, 2, 8}),
+                     tl_test_randn(172, 1.0f, true, 4, (int64_t[]){2, 9, 2, 8})};
+  int64_t len[2] = {9, 7};
+  attn_args a = {{.causal = true, .key_mask = length_mask(2, 9, len), .dropout = 0.1f,
+                  .seed = 21}};
+  cr_assert(tl_test_gradcheck(run_llama_attention, x, 3, &a, fd));
+}
