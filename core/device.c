@@ -125,7 +125,8 @@ void tl_set_device_arena(tl_arena *a) {
 tl_arena *tl_get_device_arena(void) { return g_device_arena; }
 
 tl_tensor *tl_device_empty(tl_arena *dev, tl_dtype dtype, int rank, const int64_t *shape) {
-  TL_ASSERTF(dev && dev->device == TL_CUDA, "tl_device_empty: no device arena");
+  TL_ASSERTF(dev && dev->device == TL_CUDA,
+             "no device arena: call tl_set_device_arena before running ops on CUDA");
   // The header (and its contiguous strides) from the host arena, data from dev.
   tl_tensor *t = tl_from_data(dtype, rank, shape, NULL);
   t->data = tl_arena_alloc(dev, (size_t)tl_numel(t) * tl_dtype_size(dtype));
@@ -155,6 +156,32 @@ tl_tensor *tl_to_host(const tl_tensor *dev) {
   tl_tensor *t = tl_empty(dev->dtype, dev->rank, dev->shape);
   tl_device_download(t->data, dev->data, (size_t)tl_numel(t) * tl_dtype_size(t->dtype));
   return t;
+}
+
+tl_tensor *tl_empty_on(tl_device dev, tl_dtype dtype, int rank, const int64_t *shape) {
+  if (dev == TL_CPU) return tl_empty(dtype, rank, shape);
+  return tl_device_empty(tl_get_device_arena(), dtype, rank, shape);
+}
+
+tl_tensor *tl_zeros_on(tl_device dev, tl_dtype dtype, int rank, const int64_t *shape) {
+  if (dev == TL_CPU) return tl_zeros(dtype, rank, shape);
+  return tl_device_zeros(tl_get_device_arena(), dtype, rank, shape);
+}
+
+void *tl_alloc_on(tl_device dev, size_t bytes) {
+  if (dev == TL_CPU) return tl_arena_alloc(tl_get_arena(), bytes);
+  tl_arena *a = tl_get_device_arena();
+  TL_ASSERTF(a, "no device arena: call tl_set_device_arena before running ops on CUDA");
+  return tl_arena_alloc(a, bytes);
+}
+
+float tl_scalar_value(const tl_tensor *t) {
+  TL_ASSERTF(t->dtype == TL_F32 && tl_numel(t) == 1, "tl_scalar_value: %s is not one f32",
+             tl_shape_str(t));
+  float v = 0.0f;
+  if (t->device == TL_CPU) v = *(const float *)t->data;
+  else tl_device_download(&v, t->data, sizeof v);
+  return v;
 }
 
 // --- parameter block ------------------------------------------------------------------

@@ -59,6 +59,14 @@ tl_tensor *tl_to_device(tl_arena *dev, const tl_tensor *host);
 // (waits for the device).
 tl_tensor *tl_to_host(const tl_tensor *dev);
 
+// For the ops: a new tensor, or raw arena memory, on device dev: the current
+// arena for TL_CPU, the current device arena (tl_set_device_arena) for TL_CUDA.
+tl_tensor *tl_empty_on(tl_device dev, tl_dtype dtype, int rank, const int64_t *shape);
+tl_tensor *tl_zeros_on(tl_device dev, tl_dtype dtype, int rank, const int64_t *shape);
+void *tl_alloc_on(tl_device dev, size_t bytes);
+// The value of a one-element f32 tensor on either device (waits for the device).
+float tl_scalar_value(const tl_tensor *t);
+
 // ---------------------------------------------------------------------------
 // Parameter block on the device.
 
