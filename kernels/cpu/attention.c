@@ -231,9 +231,10 @@ static void fwd_block(const tl_cpu_attn *a, const head_view *hv, int64_t r0, int
     float *row = P + i * S;
     int64_t limit = mask_row(a, hv, t, row);
     float m = tl_cpu_row_max(row, limit);
-    if (m == -INFINITY) { // every visible key padded
+    if (m == -INFINITY) { // every visible key padded: P = 0, and no draws
       memset(row, 0, sizeof(float) * w);
       lse[t] = INFINITY;
+      if (a->dropout > 0 && a->drop_bits) memset(row_bits(a, r0 + t), 0, (size_t)(limit + 7) / 8);
       continue;
     }
     double sum = tl_cpu_row_exp_sum(row, row, limit, m);

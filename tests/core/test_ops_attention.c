@@ -233,6 +233,9 @@ Test(ops_attention, backward_padding_and_dropout) {
   tl_tensor *h = pattern_mask(2, 7, holes);
   check_grad(&s, &(attn_args){{.key_mask = h, .causal = true}}, 124);
   check_grad(&s, &(attn_args){{.key_mask = h, .dropout = 0.3f, .seed = 9}}, 125);
+  // Causal rows 0 and 1 of batch 0 see only padding: no draws, zero gradients.
+  check_grad(&s, &(attn_args){{.key_mask = h, .causal = true, .dropout = 0.3f, .seed = 10}},
+             126);
   const shape t = {2, 3, 3, 5, 8, 4};
   int64_t len2[2] = {8, 3};
   check_grad(&t, &(attn_args){{.key_mask = length_mask(2, 8, len2), .dropout = 0.2f,
