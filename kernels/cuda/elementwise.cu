@@ -1,5 +1,5 @@
 // elementwise.cu: binary ops with row broadcast and their backward pieces,
-// activations, type conversion, Philox dropout, embedding lookup, AdamW.
+// activations, type conversion, Philox dropout, AdamW, sums.
 // Everything here is memory bound: one grid-stride loop per op, f32 math.
 #include "kernels/cuda/common.cuh"
 
@@ -277,73 +277,6 @@ extern "C" void tl_cuda_dropout_bwd(tl_cuda_dtype dt, void *dx, const void *dy, 
   if (n <= 0) return;
   TL_DISPATCH(dt, T, LAUNCH(dropout_kernel<T>, n)((T *)dx, (const T *)dy, n, p, seed, offset,
                                                   true));
-  TL_CU_LAUNCH();
-}
-
-// --- embedding ------------------------------------------------------------------
-
-template <typename TT, typename TY>
-__global__ void embedding_kernel(TY *y, const TT *table, const int32_t *ids, int64_t M,
-                                 int64_t C, int64_t V, int64_t *bad) {
-  FOR_EACH(i, M * C) {
-    int64_t m = i / C, c = i - m * C;
-    int64_t id = ids[m];
-    bool ok = id >= 0 && id < V;
-    if (!ok && c == 0) note_bad_index(bad, id);
-    st(&y[i], ok ? ld(&table[id * C + c]) : 0.0f);
-  }
-}
-
-extern "C" void tl_cuda_embedding(tl_cuda_dtype table_dt, const void *table,
-                                  tl_cuda_dtype y_dt, void *y, const int32_t *ids, int64_t M,
-                                  int64_t C, int64_t V) {
-  if (M <= 0 || C <= 0) return;
-  int64_t *bad = tl_cuda_bad_index_slot();
-  TL_DISPATCH(table_dt, TT, TL_DISPATCH(y_dt, TY,
-      LAUNCH((embedding_kernel<TT, TY>), M * C)((TY *)y, (const TT *)table, ids, M, C, V, bad)));
-  TL_CU_LAUNCH();
-}
-
-// Deterministic: thread c walks the M rows in order, owning column c of dtable.
-template <typename TT, typename TY>
-__global__ void embedding_bwd_serial_kernel(TT *dtable, const TY *dy, const int32_t *ids,
-                                            int64_t M, int64_t C, int64_t V) {
-  int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (c >= C) return;
-  for (int64_t m = 0; m < M; m++) {
-    int64_t id = ids[m];
-    if (id < 0 || id >= V) continue;
-    st(&dtable[id * C + c], ld(&dtable[id * C + c]) + ld(&dy[m * C + c]));
-  }
-}
-
-__device__ __forceinline__ void atomic_add(float *p, float v) { atomicAdd(p, v); }
-__device__ __forceinline__ void atomic_add(bf16 *p, float v) {
-  atomicAdd(p, __float2bfloat16_rn(v));
-}
-
-template <typename TT, typename TY>
-__global__ void embedding_bwd_atomic_kernel(TT *dtable, const TY *dy, const int32_t *ids,
-                                            int64_t M, int64_t C, int64_t V) {
-  FOR_EACH(i, M * C) {
-    int64_t m = i / C, c = i - m * C;
-    int64_t id = ids[m];
-    if (id >= 0 && id < V) atomic_add(&dtable[id * C + c], ld(&dy[i]));
-  }
-}
-
-extern "C" void tl_cuda_embedding_bwd(tl_cuda_dtype dtable_dt, void *dtable,
-                                      tl_cuda_dtype dy_dt, const void *dy, const int32_t *ids,
-                                      int64_t M, int64_t C, int64_t V, bool deterministic) {
-  if (M <= 0 || C <= 0) return;
-  TL_DISPATCH(dtable_dt, TT, TL_DISPATCH(dy_dt, TY, {
-    if (deterministic)
-      embedding_bwd_serial_kernel<TT, TY><<<(unsigned)((C + 127) / 128), 128, 0, tl_stream()>>>(
-          (TT *)dtable, (const TY *)dy, ids, M, C, V);
-    else
-      LAUNCH((embedding_bwd_atomic_kernel<TT, TY>), M * C)((TT *)dtable, (const TY *)dy, ids,
-                                                          M, C, V);
-  }));
   TL_CU_LAUNCH();
 }
 

@@ -85,7 +85,7 @@ void tl_cuda_gemm_batched(tl_cuda_dtype ab, tl_cuda_dtype c, bool trans_a, bool 
                           int64_t stride_c, int batch);
 
 // ---------------------------------------------------------------------------
-// Elementwise, activations, dropout, embedding, AdamW (elementwise.cu).
+// Elementwise, activations, dropout, AdamW (elementwise.cu), embedding (embedding.cu).
 // In this group every float pointer of one call has the call's dtype dt, except
 // where stated (AdamW, embedding tables).
 
@@ -148,14 +148,16 @@ void tl_cuda_dropout(tl_cuda_dtype dt, void *y, const void *x, int64_t n, float 
 void tl_cuda_dropout_bwd(tl_cuda_dtype dt, void *dx, const void *dy, int64_t n, float p,
                          uint64_t seed, uint64_t offset);
 
-// Row lookup: y[m, :] = table[ids[m], :] for m < M; table [V, C] in table_dt, y in
+// Row lookup (embedding.cu): y[m, :] = table[ids[m], :] for m < M; table [V, C] in table_dt, y in
 // y_dt (e.g. f32 master table -> bf16 activations). An id outside [0, V) gives a
 // zero row and is remembered; tl_cuda_take_bad_index() reports it.
 void tl_cuda_embedding(tl_cuda_dtype table_dt, const void *table, tl_cuda_dtype y_dt, void *y,
                        const int32_t *ids, int64_t M, int64_t C, int64_t V);
-// Backward: dtable[ids[m], :] += dy[m, :]. deterministic = true sums the rows of
-// each id in index order (one thread per column, M serial steps); false uses
-// atomicAdd (faster, order varies in the last bits). Ids outside [0, V) are skipped.
+// Backward: dtable[ids[m], :] += dy[m, :]. deterministic = true sorts the ids
+// (stable radix sort) and sums the rows of each id in increasing m, one thread per
+// (id, column): the same bits every run. false uses atomicAdd (no sort; the order
+// of additions, and so the last bits, vary). Ids outside [0, V) are skipped.
+// (embedding.cu)
 void tl_cuda_embedding_bwd(tl_cuda_dtype dtable_dt, void *dtable, tl_cuda_dtype dy_dt,
                            const void *dy, const int32_t *ids, int64_t M, int64_t C, int64_t V,
                            bool deterministic);
