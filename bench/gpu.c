@@ -233,7 +233,7 @@ static void kernel_table(tl_cuda_dtype dt) {
   ROW("rmsnorm bwd", k_rms_bwd, 20, 4 * n * es, 0);
   SHAPE("%d ids of [%d, %d]", NTOK, V, C);
   ROW("embedding", k_emb, 20, n * (4 + es), 0);
-  ROW("embedding bwd (deterministic)", k_emb_bwd_det, 3, n * (8 + es), 0);
+  ROW("embedding bwd (deterministic)", k_emb_bwd_det, 10, n * (8 + es), 0);
   ROW("embedding bwd (atomic)", k_emb_bwd_atomic, 10, n * (8 + es), 0);
   SHAPE("[%d, %d]", MBM_ROWS, V);
   ROW("cross entropy", k_ce, 10, (double)MBM_ROWS * V * es, 0);

@@ -143,8 +143,13 @@ extern "C" void tl_cuda_convert(tl_cuda_dtype dst_dt, void *dst, tl_cuda_dtype s
 
 enum act { ACT_GELU, ACT_TANH, ACT_SILU };
 
+// Phi(x) = erfc(-x / sqrt 2) / 2: erfc, unlike 1 + erf, does not cancel for x < 0.
+__device__ __forceinline__ float normal_cdf(float x) {
+  return 0.5f * erfcf(-x * 0.70710678118654752f);
+}
+
 __device__ __forceinline__ float act_fwd(act a, float x) {
-  if (a == ACT_GELU) return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+  if (a == ACT_GELU) return x * normal_cdf(x);
   if (a == ACT_TANH) return tanhf(x);
   return x / (1.0f + expf(-x));
 }
@@ -152,7 +157,7 @@ __device__ __forceinline__ float act_fwd(act a, float x) {
 // d act / dx at x (for tanh, `x` is the saved output y: 1 - y^2).
 __device__ __forceinline__ float act_grad(act a, float x) {
   if (a == ACT_GELU) {
-    float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
+    float cdf = normal_cdf(x);
     float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
     return cdf + x * pdf;
   }
