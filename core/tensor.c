@@ -3,6 +3,20 @@
 #include <math.h>
 #include <string.h>
 
+// Under AddressSanitizer the arena poisons what is not handed out and leaves a
+// red zone after each block, so an op writing past its output is caught even
+// though the arena is one big allocation.
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define TL_ARENA_REDZONE 64
+#define TL_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define TL_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define TL_ARENA_REDZONE 0
+#define TL_POISON(p, n) ((void)(p), (void)(n))
+#define TL_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 size_t tl_dtype_size(tl_dtype dtype) {
   static const size_t sizes[] = {[TL_F32] = 4, [TL_BF16] = 2, [TL_F16] = 2,
                                  [TL_I32] = 4, [TL_U8] = 1};
@@ -75,18 +89,20 @@ void tl_arena_init(tl_arena *a, size_t capacity) {
   }
   a->capacity = capacity;
   a->device = TL_CPU;
+  TL_POISON(a->base, a->capacity);
 }
 
 void tl_arena_free(tl_arena *a) {
   if (!a) return;
   if (g_arena == a) g_arena = NULL;
+  TL_UNPOISON(a->base, a->capacity);
   free(a->base);
   memset(a, 0, sizeof *a);
 }
 
 void *tl_arena_alloc(tl_arena *a, size_t n) {
   TL_ASSERTF(a && a->base, "no arena: call tl_set_arena before running ops");
-  size_t start = (a->used + 63) & ~(size_t)63;
+  size_t start = (a->used + TL_ARENA_REDZONE + 63) & ~(size_t)63;
   if (start + n > a->capacity) {
     fprintf(stderr, "tl: activation arena full: %zu of %zu bytes used, %zu more asked; "
             "raise the arena size (train.arena_mb)\n", a->used, a->capacity, n);
@@ -94,10 +110,20 @@ void *tl_arena_alloc(tl_arena *a, size_t n) {
   }
   a->used = start + n;
   if (a->used > a->high_water) a->high_water = a->used;
+  TL_UNPOISON(a->base + start, n);
   return a->base + start;
 }
 
-void tl_arena_reset(tl_arena *a) { a->used = 0; }
+void tl_arena_rewind(tl_arena *a, size_t mark) {
+  TL_ASSERT(mark <= a->used);
+  TL_POISON(a->base + mark, a->used - mark);
+  a->used = mark;
+}
+
+void tl_arena_reset(tl_arena *a) {
+  a->used = 0;
+  TL_POISON(a->base, a->capacity);
+}
 
 void tl_set_arena(tl_arena *a) { g_arena = a; }
 tl_arena *tl_get_arena(void) { return g_arena; }

@@ -66,6 +66,8 @@ void tl_arena_free(tl_arena *a);
 // and the request when the arena is full: size the arena from the reported peak.
 void *tl_arena_alloc(tl_arena *a, size_t n);
 void tl_arena_reset(tl_arena *a);
+// Gives back everything allocated since mark (a value of a->used read earlier).
+void tl_arena_rewind(tl_arena *a, size_t mark);
 
 // The arena that ops allocate outputs from. Set it before running ops.
 void tl_set_arena(tl_arena *a);

@@ -79,7 +79,7 @@ static inline double tl_test_weighted_sum(tl_test_fn fn, tl_tensor **in, void *c
   double s = 0;
   const float *o = out->data;
   for (int64_t i = 0; i < tl_numel(out); i++) s += (double)o[i] * w[i];
-  tl_test_arena.used = mark;
+  tl_arena_rewind(&tl_test_arena, mark);
   tl_set_grad_enabled(was);
   return s;
 }
