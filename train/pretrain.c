@@ -44,6 +44,7 @@ typedef struct {
   double t_start;      // wall time when this process started training
   int64_t step_start;
   log_sums sums;
+  bool line_open;      // a progress line waits for its newline
 } run_ctx;
 
 static double now_s(void) {
@@ -405,15 +406,25 @@ static void log_step(run_ctx *r, const tl_step_metrics *m, bool force) {
   *s = (log_sums){.since = t};
 }
 
+// Ends the progress line before a log message is printed under it.
+static void end_progress_line(run_ctx *r) {
+  if (!r->line_open) return;
+  fputc('\n', stderr);
+  r->line_open = false;
+}
+
 static void progress(run_ctx *r, const tl_step_metrics *m) {
   if (!r->opts->progress) return;
+  r->line_open = true;
   double el = now_s() - r->t_start;
   int64_t done = r->step - r->step_start, left = r->cfg->train.steps - r->step;
   double eta = done > 0 ? el / (double)done * (double)left : 0;
-  fprintf(stderr, "\rstep %lld/%lld  loss %.4f  mbm acc %.3f  sbp acc %.3f  %.2f s/step  "
+  double step_tokens = (double)r->cfg->train.accum_steps * r->cfg->data.batch_size *
+                       tl_loader_seq_len(r->train);
+  fprintf(stderr, "\rstep %lld/%lld  loss %.4f  mbm acc %.3f  sbp acc %.3f  %.0f tok/s  "
           "ETA %dh%02dm%02ds ", (long long)r->step, (long long)r->cfg->train.steps, m->loss,
-          m->mbm_acc, m->sbp_acc, done > 0 ? el / (double)done : 0, (int)(eta / 3600),
-          (int)fmod(eta / 60, 60), (int)fmod(eta, 60));
+          m->mbm_acc, m->sbp_acc, done > 0 ? step_tokens * (double)done / el : 0,
+          (int)(eta / 3600), (int)fmod(eta / 60, 60), (int)fmod(eta, 60));
   fflush(stderr);
 }
 
@@ -424,7 +435,7 @@ static tl_status run_eval(run_ctx *r) {
   int64_t rows;
   if (evaluate(r, &m, &rows) != TL_OK) return TL_ERR;
   write_metrics(r, "valid", &m, 0, rows);
-  if (r->opts->progress) fputc('\n', stderr);
+  end_progress_line(r);
   tl_info("eval at step %lld: loss %.4f mbm %.4f (acc %.3f) sbp %.4f (acc %.3f) on %lld rows",
           (long long)r->step, m.loss, m.mbm_loss, m.mbm_acc, m.sbp_loss, m.sbp_acc,
           (long long)rows);
@@ -441,7 +452,7 @@ static tl_status save_checkpoint(run_ctx *r) {
                               r->cfg->ckpt.keep_last, path, sizeof path) != TL_OK)
     return TL_ERR;
   r->last_ckpt = r->step;
-  if (r->opts->progress) fputc('\n', stderr);
+  end_progress_line(r);
   tl_info("checkpoint %s", path);
   return TL_OK;
 }
@@ -472,6 +483,7 @@ tl_status tl_pretrain_run(const tl_config *cfg, const tl_pretrain_opts *opts) {
     if (st == TL_OK && ((cfg->ckpt.every > 0 && r.step % cfg->ckpt.every == 0) || stopping))
       st = save_checkpoint(&r);
     if (stopping) {
+      end_progress_line(&r);
       tl_info("stopped at step %lld on request; continue with --resume %s",
               (long long)r.step, cfg->run.dir);
       break;
@@ -481,6 +493,7 @@ tl_status tl_pretrain_run(const tl_config *cfg, const tl_pretrain_opts *opts) {
   // The end of the run (or of this part of it): a final evaluation and checkpoint.
   if (st == TL_OK && r.step == cfg->train.steps) st = run_eval(&r);
   if (st == TL_OK && r.step > 0) st = save_checkpoint(&r);
+  end_progress_line(&r);
   if (st == TL_OK && r.step == cfg->train.steps && r.step > r.step_start)
     tl_info("done: %lld steps in %.1f s", (long long)(r.step - r.step_start),
             now_s() - r.t_start);
