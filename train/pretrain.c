@@ -201,15 +201,17 @@ static tl_status open_run(run_ctx *r, const tl_config *cfg, const tl_pretrain_op
                  cfg->run.dir, ckpt, cfg->run.dir);
     return TL_ERR;
   }
+
+  // Data and model first: bad shards or a bad checkpoint leave no run folder behind.
+  if (open_loaders(r) != TL_OK) return TL_ERR;
+  if (build_model(r, resume_ckpt) != TL_OK) return TL_ERR;
   if (make_dir(cfg->run.dir) != TL_OK) return TL_ERR;
   char path[TL_CONFIG_PATH_MAX + 32];
   snprintf(path, sizeof path, "%s/config.yaml", cfg->run.dir);
   if (tl_config_save(cfg, path) != TL_OK) return TL_ERR;
   r->config_yaml = tl_config_to_yaml(cfg);
 
-  // Data, model, schedule, streams of randomness, memory, metrics file.
-  if (open_loaders(r) != TL_OK) return TL_ERR;
-  if (build_model(r, resume_ckpt) != TL_OK) return TL_ERR;
+  // Schedule, streams of randomness, memory, metrics file.
   tl_lr_kind kind;
   if (tl_lr_kind_parse(cfg->optim.schedule, &kind) != TL_OK) return TL_ERR;
   r->sched = (tl_lr_schedule){.kind = kind, .peak = cfg->optim.lr, .min_lr = cfg->optim.min_lr,
