@@ -101,16 +101,6 @@ static tl_status open_loaders(ft_run *r) {
     tl_set_error("%s: %d class(es); a classifier needs at least 2", c->data.dir, r->K);
     return TL_ERR;
   }
-  if (tl_loader_seq_len(r->train) > c->model.max_pos) {
-    tl_set_error("%s: rows of %d tokens exceed model.max_pos %d (set data.seq_len)",
-                 c->data.dir, tl_loader_seq_len(r->train), c->model.max_pos);
-    return TL_ERR;
-  }
-  if (tl_loader_vocab_size(r->train) > c->model.vocab) {
-    tl_set_error("%s: shards use %d token ids but model.vocab is %d", c->data.dir,
-                 tl_loader_vocab_size(r->train), c->model.vocab);
-    return TL_ERR;
-  }
 
   o.split = "valid";
   o.shuffle = false;
@@ -140,6 +130,22 @@ static tl_status resolve_init(tl_config *c) {
     return TL_ERR;
   }
   memcpy(c->model.init, path, strlen(path) + 1);
+  return TL_OK;
+}
+
+// Rows and token ids must fit the model (checked once its sizes are final).
+static tl_status check_fit(const ft_run *r) {
+  const tl_config *c = &r->cfg;
+  if (tl_loader_seq_len(r->train) > c->model.max_pos) {
+    tl_set_error("%s: rows of %d tokens exceed model.max_pos %d (set data.seq_len)",
+                 c->data.dir, tl_loader_seq_len(r->train), c->model.max_pos);
+    return TL_ERR;
+  }
+  if (tl_loader_vocab_size(r->train) > c->model.vocab) {
+    tl_set_error("%s: shards use %d token ids but model.vocab is %d", c->data.dir,
+                 tl_loader_vocab_size(r->train), c->model.vocab);
+    return TL_ERR;
+  }
   return TL_OK;
 }
 
@@ -251,6 +257,7 @@ static tl_status open_run(ft_run *r, const tl_config *cfg, const tl_finetune_opt
   if (open_loaders(r) != TL_OK) return TL_ERR;
   if (!resume_ckpt && c->model.init[0] && resolve_init(c) != TL_OK) return TL_ERR;
   if (!resume_ckpt && c->model.init[0] && adopt_init_sizes(c) != TL_OK) return TL_ERR;
+  if (check_fit(r) != TL_OK) return TL_ERR;
   char path[TL_CONFIG_PATH_MAX + 32];
   path_in(path, sizeof path, c->run.dir, "config.yaml");
   if (tl_config_save(c, path) != TL_OK) return TL_ERR;
