@@ -13,6 +13,7 @@
 #include "kernels/cpu/attention.h"
 
 #include <cblas.h>
+#include <immintrin.h>
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -73,14 +74,14 @@ static inline float keep_or_drop(uint32_t bits, float p, float keep) {
   return tl_rng_bits_to_uniform(bits) < p ? 0.0f : keep;
 }
 
-#pragma GCC push_options
-#pragma GCC target("avx2")
-#include <immintrin.h>
+// Functions compiled for AVX2 whatever the build's -march; called only after a
+// runtime check (have_avx2). An attribute, not a pragma: clang too.
+#define TL_AVX2 __attribute__((target("avx2")))
 
 // Philox4x32-10 of blocks block0 .. block0 + 7, lane i of out[w] = word w of
 // block0 + i; the same rounds as tl_philox4x32_10, with the 32x32->64 products
 // done as even and odd lanes of _mm256_mul_epu32.
-static void philox8(uint64_t block0, const uint32_t key[2], uint32_t out[4][8]) {
+TL_AVX2 static void philox8(uint64_t block0, const uint32_t key[2], uint32_t out[4][8]) {
   const __m256i sign = _mm256_set1_epi32(INT32_MIN);
   __m256i base = _mm256_set1_epi32((int)(uint32_t)block0);
   __m256i c0 = _mm256_add_epi32(base, _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
@@ -113,8 +114,8 @@ static void philox8(uint64_t block0, const uint32_t key[2], uint32_t out[4][8]) 
 }
 
 // Multipliers for counters [c, c + n), c a multiple of 4, n a multiple of 32.
-static void dropout_avx2(uint64_t c, const uint32_t key[2], float p, float keep, float *mult,
-                         int64_t n) {
+TL_AVX2 static void dropout_avx2(uint64_t c, const uint32_t key[2], float p, float keep,
+                                 float *mult, int64_t n) {
   uint32_t bits[4][8];
   for (int64_t j = 0; j < n; j += 32) {
     philox8((c + (uint64_t)j) >> 2, key, bits);
@@ -123,14 +124,14 @@ static void dropout_avx2(uint64_t c, const uint32_t key[2], float p, float keep,
   }
 }
 // Keep bits of mult[0, n), n a multiple of 8: one movemask per 8 floats.
-static void pack_avx2(const float *mult, uint8_t *bits, int64_t n) {
+TL_AVX2 static void pack_avx2(const float *mult, uint8_t *bits, int64_t n) {
   for (int64_t j = 0; j < n; j += 8)
     bits[j >> 3] = (uint8_t)_mm256_movemask_ps(
         _mm256_cmp_ps(_mm256_loadu_ps(mult + j), _mm256_setzero_ps(), _CMP_NEQ_OQ));
 }
 
 // mult[0, n) from keep bits, n a multiple of 8: each byte's bits as lane masks.
-static void unpack_avx2(const uint8_t *bits, float keep, float *mult, int64_t n) {
+TL_AVX2 static void unpack_avx2(const uint8_t *bits, float keep, float *mult, int64_t n) {
   const __m256i lanes = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
   const __m256 k = _mm256_set1_ps(keep);
   for (int64_t j = 0; j < n; j += 8) {
@@ -139,8 +140,6 @@ static void unpack_avx2(const uint8_t *bits, float keep, float *mult, int64_t n)
     _mm256_storeu_ps(mult + j, _mm256_and_ps(on, k));
   }
 }
-#pragma GCC pop_options
-
 static int have_avx2(void) {
   static int cached = -1;
   if (cached < 0) cached = __builtin_cpu_supports("avx2");

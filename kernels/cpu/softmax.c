@@ -21,12 +21,14 @@ float tl_cpu_row_max(const float *x, int64_t n) {
 // it must vectorise. exp(v) = 2^k * e^r with k = round(v / ln 2) and |r| <= ln2/2,
 // e^r by its Taylor series to r^7 (error < 1.2e-7 relative, ~1 ulp). Lanes
 // below -87 give exactly 0 (masked scores are -inf); NaN stays NaN.
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
+// Functions compiled for AVX2 + FMA whatever the build's -march; called only
+// after a runtime check (have_avx2). An attribute, not a pragma: clang too.
+#define TL_AVX2 __attribute__((target("avx2,fma")))
+
 typedef float tl_v8f __attribute__((vector_size(32)));
 typedef int32_t tl_v8i __attribute__((vector_size(32)));
 
-static inline __attribute__((always_inline)) tl_v8f exp8(tl_v8f v) {
+static inline __attribute__((always_inline)) TL_AVX2 tl_v8f exp8(tl_v8f v) {
   tl_v8i zero = ~(v < -87.0f);            // all-ones where the result is not 0
   tl_v8i hi = v > 88.0f, lo = v < -88.0f; // clamp so 2^k stays a normal float
   tl_v8f c = (tl_v8f)(((tl_v8i)v & ~(hi | lo)) | ((tl_v8i)((tl_v8f){0} + 88.0f) & hi) |
@@ -46,7 +48,7 @@ static inline __attribute__((always_inline)) tl_v8f exp8(tl_v8f v) {
 
 // Blocks of 1024 elements sum in float lanes, blocks add up in double: exact
 // enough for a 65k-wide vocabulary row without a double per element.
-static double exp_sum_avx2(const float *x, float *e, int64_t n, float shift) {
+TL_AVX2 static double exp_sum_avx2(const float *x, float *e, int64_t n, float shift) {
   double total = 0;
   int64_t i = 0;
   while (i + 8 <= n) {
@@ -69,7 +71,7 @@ static double exp_sum_avx2(const float *x, float *e, int64_t n, float shift) {
   return total;
 }
 
-static void exp_add_avx2(const float *x, float shift, float scale, float *y, int64_t n) {
+TL_AVX2 static void exp_add_avx2(const float *x, float shift, float scale, float *y, int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     tl_v8f v, out;
@@ -80,8 +82,6 @@ static void exp_add_avx2(const float *x, float shift, float scale, float *y, int
   }
   for (; i < n; i++) y[i] += scale * expf(x[i] - shift);
 }
-
-#pragma GCC pop_options
 
 static int have_avx2(void) {
   static int cached = -1;
