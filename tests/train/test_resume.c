@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "tests/train/synth_shards.h"
 #include "train/bert.h"
@@ -151,6 +152,22 @@ Test(resume, straight_equals_interrupted_and_resumed) {
     snprintf(path, sizeof path, "%s/checkpoints/step-%08d.safetensors", a.run.dir, s);
     cr_assert_eq(stat(path, &st) == 0, s >= STEPS - 5, "keep_last 2: step %d", s);
   }
+
+  // A crash after step 20 with only step 15 on disk: resuming repeats steps 16-20
+  // with the same bits, and metrics.jsonl still holds every step once.
+  snprintf(path, sizeof path, "%s/checkpoints/step-%08d.safetensors", b.run.dir, STEPS);
+  cr_assert_eq(unlink(path), 0);
+  loss_log lc = {0};
+  tl_pretrain_opts oc = {.resume_dir = b.run.dir, .on_step = record, .ctx = &lc};
+  cr_assert_eq(tl_pretrain_run(&b2, &oc), TL_OK, "%s", tl_last_error());
+  for (int s = 16; s <= STEPS; s++) cr_assert(lc.loss[s] == la.loss[s], "step %d again", s);
+  load_final(&a, &pa, &ma, &sa);
+  load_final(&b, &pb, &mb, &sb);
+  cr_assert_arr_eq(pa.values, pb.values, pa.numel * sizeof(float), "weights after crash");
+  tl_bert_free(&ma), tl_bert_free(&mb);
+  tl_params_free(&pa), tl_params_free(&pb);
+  snprintf(path, sizeof path, "%s/metrics.jsonl", b.run.dir);
+  cr_assert_eq(count_lines(path, "\"split\":\"train\""), STEPS);
 
   // A new run refuses a folder that has checkpoints.
   cr_assert_eq(tl_pretrain_run(&a, &(tl_pretrain_opts){0}), TL_ERR);
