@@ -319,6 +319,13 @@ int main(int argc, char **argv) {
                     tl_fmt("%.1f", (double)rss[w] / 1024),
                     small_rss);
   }
+  if (out[W_FLOWS].cpu_s > 0 && out[W_PREP_PACKET].cpu_s > 0 && out[W_PREP_PRETRAIN].cpu_s > 0)
+    len += snprintf(text + len, sizeof text - (size_t)len,
+                    "\nThe reading half (capture, normalise, flows, bursts) is %.0f%% of tl-prep's\n"
+                    "CPU for pretrain and %.0f%% for packet; the rest is the dataset builder\n"
+                    "(tokenizing, spooling, HDF5 writing).\n",
+                    100 * out[W_FLOWS].cpu_s / out[W_PREP_PRETRAIN].cpu_s,
+                    100 * out[W_FLOWS].cpu_s / out[W_PREP_PACKET].cpu_s);
   snprintf(text + len, sizeof text - (size_t)len,
            "\nAims (issue #3): 40x tshark or more, within 10x of the bare read, memory flat as\n"
            "the input grows (compare the two peak columns). Rerun: `build/bench-prep`.\n\n");
