@@ -309,19 +309,19 @@ int main(int argc, char **argv) {
     if (out[w].cpu_s <= 0) continue;
     double pps = (double)n_big / out[w].cpu_s;
     char vt[32] = "n/a", vb[32];
-    if (out[W_TSHARK].cpu_s > 0) snprintf(vt, sizeof vt, "%.1fx", out[W_TSHARK].cpu_s / out[w].cpu_s);
+    if (out[W_TSHARK].cpu_s > 0)
+      snprintf(vt, sizeof vt, "%.1fx", out[W_TSHARK].cpu_s / out[w].cpu_s);
     snprintf(vb, sizeof vb, "%.1fx", out[w].cpu_s / out[W_BARE].cpu_s);
     char small_rss[32] = "";
     if (rss_small[w]) snprintf(small_rss, sizeof small_rss, "%.1f", (double)rss_small[w] / 1024);
     len += snprintf(text + len, sizeof text - (size_t)len,
-                    "| %s | %.2f | %.2f | %.0f | %s | %s | %s | %s |\n", names[w], out[w].cpu_s,
-                    out[w].seconds, pps, vt, vb,
-                    tl_fmt("%.1f", (double)rss[w] / 1024),
-                    small_rss);
+                    "| %s | %.2f | %.2f | %.0f | %s | %s | %.1f | %s |\n", names[w], out[w].cpu_s,
+                    out[w].seconds, pps, vt, vb, (double)rss[w] / 1024, small_rss);
   }
   if (out[W_FLOWS].cpu_s > 0 && out[W_PREP_PACKET].cpu_s > 0 && out[W_PREP_PRETRAIN].cpu_s > 0)
     len += snprintf(text + len, sizeof text - (size_t)len,
-                    "\nThe reading half (capture, normalise, flows, bursts) is %.0f%% of tl-prep's\n"
+                    "\nThe reading half (capture, normalise, flows, bursts) is %.0f%% of "
+                    "tl-prep's\n"
                     "CPU for pretrain and %.0f%% for packet; the rest is the dataset builder\n"
                     "(tokenizing, spooling, HDF5 writing).\n",
                     100 * out[W_FLOWS].cpu_s / out[W_PREP_PRETRAIN].cpu_s,
