@@ -148,7 +148,7 @@ KERNEL(k_ce_bwd, tl_cuda_cross_entropy_bwd(k.dt, k.logits, k.scalar, k.count, k.
                                            k.targets, MBM_ROWS, V, -100))
 KERNEL(k_rope, tl_cuda_rope(k.dt, k.y, k.x, (int64_t)B * H, T, D, 0, 10000.0f))
 KERNEL(k_adamw, {
-  tl_cuda_adamw_hp hp = {1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f, 10};
+  tl_cuda_adamw_hp hp = {1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f, 10, false};
   tl_cuda_adamw(k.pw, k.pg, k.pm, k.pv, NPARAMS, &hp, NULL, NULL, 0, k.pw16);
 })
 KERNEL(k_sumsq, tl_cuda_sumsq(k.scalar, k.pg, NPARAMS))
@@ -339,7 +339,7 @@ static void bert_main(void) {
     tl_bert_rng rng = {true, 1234, (uint64_t)step << 40};
     tl_tensor *loss = tl_bert_pretrain_loss(&model, &batch, 1.0f, 1.0f, &rng, NULL);
     tl_backward(loss);
-    tl_device_adamw_step(&dp, 1e-4f, 0.9f, 0.999f, 1e-6f, 0.01f, 1.0f, step);
+    tl_device_adamw_step(&dp, 1e-4f, 0.9f, 0.999f, 1e-6f, 0.01f, 1.0f, step, true);
     tl_device_params_zero_grad(&dp);
     float ms = tl_cuda_timer_end_ms();
     if (step > warm) total_ms += ms;

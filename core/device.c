@@ -292,15 +292,17 @@ void tl_device_params_zero_grad(tl_device_params *d) {
 }
 
 void tl_device_adamw_step(tl_device_params *d, float lr, float beta1, float beta2, float eps,
-                          float weight_decay, float grad_scale, int64_t step) {
+                          float weight_decay, float grad_scale, int64_t step,
+                          bool bias_correction) {
 #ifdef TL_HAVE_CUDA
   TL_ASSERTF(step >= 1, "AdamW step counts from 1, got %ld", (long)step);
-  tl_cuda_adamw_hp hp = {lr, beta1, beta2, eps, weight_decay, grad_scale, step};
+  tl_cuda_adamw_hp hp = {lr, beta1, beta2, eps, weight_decay, grad_scale, step,
+                         !bias_correction};
   tl_cuda_adamw(d->values, d->grads, d->m, d->v, (int64_t)d->numel, &hp, d->seg_start,
                 d->seg_flags, d->nseg, d->values_bf16);
 #else
   (void)d, (void)lr, (void)beta1, (void)beta2, (void)eps, (void)weight_decay;
-  (void)grad_scale, (void)step;
+  (void)grad_scale, (void)step, (void)bias_correction;
   NO_CUDA_ABORT();
 #endif
 }

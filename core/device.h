@@ -96,8 +96,10 @@ void tl_device_params_detach(tl_device_params *d, tl_params *p);
 void tl_device_params_zero_grad(tl_device_params *d);
 // One AdamW step over the whole block (kernels/cuda tl_cuda_adamw), skipping
 // frozen parameters and decaying only those without no_decay. step counts from 1;
-// grad_scale multiplies the gradients first (clipping, loss scaling).
+// grad_scale multiplies the gradients first (clipping, loss scaling);
+// bias_correction as train/optim.h's tl_adamw.
 void tl_device_adamw_step(tl_device_params *d, float lr, float beta1, float beta2, float eps,
-                          float weight_decay, float grad_scale, int64_t step);
+                          float weight_decay, float grad_scale, int64_t step,
+                          bool bias_correction);
 // Global L2 norm of the gradients (waits for the device).
 float tl_device_grad_norm(const tl_device_params *d);

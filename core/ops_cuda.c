@@ -12,6 +12,13 @@
 #define F32 TL_CUDA_F32
 
 static float *fdata(const tl_tensor *t) { return (float *)t->data; }
+
+// Small i32 inputs (ids, targets, masks) given on the CPU are copied to the GPU,
+// so model code may build them on the host (position ids, [CLS] rows).
+static tl_tensor *on_gpu(tl_tensor *t) {
+  if (!t || t->device == TL_CUDA) return t;
+  return tl_to_device(tl_get_device_arena(), tl_is_contiguous(t) ? t : tl_contiguous(t));
+}
 static float *grad_or_null(tl_tensor *t) { return t->requires_grad ? fdata(tl_grad(t)) : NULL; }
 
 // --- attention ----------------------------------------------------------------------------
@@ -33,11 +40,10 @@ tl_tensor *tl_attention_cuda(tl_tensor *q, tl_tensor *k, tl_tensor *v,
                              const tl_attention_opts *o) {
   // The fused kernel reads dense [B, H, T, D]: copy views first (on the tape).
   q = tl_contiguous(q), k = tl_contiguous(k), v = tl_contiguous(v);
-  TL_ASSERTF(!o->key_mask || o->key_mask->device == TL_CUDA,
-             "attention: key_mask must be on the GPU with q, k, v");
+  tl_tensor *mask = on_gpu(o->key_mask);
   cuda_attn_ctx *c = tl_arena_alloc(tl_get_arena(), sizeof *c);
   tl_cuda_attn a = {q->shape[0], q->shape[1], k->shape[1], q->shape[2], k->shape[2],
-                    q->shape[3], o->key_mask ? o->key_mask->data : NULL, o->causal,
+                    q->shape[3], mask ? mask->data : NULL, o->causal,
                     o->scale, o->dropout, o->seed, o->offset};
   c->a = a;
   c->lse = tl_alloc_on(TL_CUDA, sizeof(float) * (size_t)(a.B * a.Hq * a.T + 1));
@@ -68,7 +74,7 @@ static void cross_entropy_cuda_backward(tl_node *node) {
 }
 
 tl_tensor *tl_cross_entropy_cuda(tl_tensor *logits, tl_tensor *targets, int ignore_index) {
-  TL_ASSERTF(targets->device == TL_CUDA, "cross_entropy: targets must be on the GPU too");
+  targets = on_gpu(targets);
   int64_t N = logits->shape[0], V = logits->shape[1];
   cuda_ce_ctx *c = tl_arena_alloc(tl_get_arena(), sizeof *c);
   c->targets = targets;
@@ -139,8 +145,8 @@ static void lookup_cuda_backward(tl_node *node) {
 }
 
 tl_tensor *tl_lookup_cuda(tl_tensor *table, tl_tensor *ids, const char *name) {
-  TL_ASSERTF(ids->device == TL_CUDA && ids->dtype == TL_I32 && tl_is_contiguous(ids),
-             "%s: ids must be contiguous i32 on the GPU with the table", name);
+  TL_ASSERTF(ids->dtype == TL_I32, "%s: ids must be i32", name);
+  ids = on_gpu(ids);
   table = tl_contiguous(table);
   int64_t shape[TL_MAX_RANK], C = table->shape[1];
   for (int d = 0; d < ids->rank; d++) shape[d] = ids->shape[d];

@@ -2,7 +2,8 @@
 // from their CPU glue (results that stay on the device, host-side checks that
 // move after the kernel). Each tl_X_cuda has the contract of tl_X in ops.h for
 // inputs that live on the GPU; the op itself calls it after its shape checks,
-// so callers keep using ops.h. Only with TL_HAVE_CUDA.
+// so callers keep using ops.h. Only with TL_HAVE_CUDA. Index inputs (ids,
+// targets, key masks) may live on the CPU: they are copied to the GPU.
 #pragma once
 #include "core/ops.h"
 

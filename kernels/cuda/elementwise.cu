@@ -329,6 +329,7 @@ extern "C" void tl_cuda_adamw(float *w, const float *grad, float *m, float *v, i
   // Bias corrections once on the host, in double: 1 - beta^t.
   float bc1 = (float)(1.0 - pow((double)hp->beta1, (double)hp->step));
   float bc2 = (float)(1.0 - pow((double)hp->beta2, (double)hp->step));
+  if (hp->no_bias_correction) bc1 = bc2 = 1.0f;
   LAUNCH(adamw_kernel, n)(w, grad, m, v, n, *hp, bc1, bc2, seg_start, seg_flags, nseg,
                           (bf16 *)w_bf16);
   TL_CU_LAUNCH();

@@ -168,7 +168,8 @@ int64_t tl_cuda_take_bad_index(void);
 // AdamW over the flat parameter buffer (all f32), PyTorch's formulation:
 //   g = grad * grad_scale; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2
 //   w -= lr * (wd * w + (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps))
-// step t counts from 1. Segments describe which elements are frozen (skipped) or
+// step t counts from 1; no_bias_correction drops the two (1 - b^t) divisors (the
+// ET-BERT recipe, as train/optim.h allows). Segments describe which elements are frozen (skipped) or
 // take no weight decay: segment k covers [seg_start[k], seg_start[k+1]) (the last
 // one runs to n), flags bit 0 = frozen, bit 1 = no decay. seg_start and
 // seg_flags are DEVICE arrays (upload once); nseg = 0 means one decayed segment.
@@ -176,6 +177,7 @@ int64_t tl_cuda_take_bad_index(void);
 typedef struct tl_cuda_adamw_hp {
   float lr, beta1, beta2, eps, weight_decay, grad_scale;
   int64_t step;
+  bool no_bias_correction;
 } tl_cuda_adamw_hp;
 #define TL_CUDA_SEG_FROZEN 1
 #define TL_CUDA_SEG_NO_DECAY 2

@@ -64,7 +64,7 @@ Test(cuda_optim, adamw_with_segments_matches_reference) {
     }
     float *d_g = tc_up(g, n, TL_F32);
     tl_cuda_adamw_hp hp = {(float)h.lr, (float)h.b1, (float)h.b2, (float)h.eps, (float)h.wd,
-                           (float)h.gscale, t};
+                           (float)h.gscale, t, false};
     tl_cuda_adamw(d_w, d_g, d_m, d_v, n, &hp, d_seg, d_flags, 4, d_w16);
     free(g);
     tl_device_free(d_g);
@@ -131,7 +131,7 @@ Test(cuda_optim, device_params_attach_step_detach) {
   for (size_t i = 0; i < p.numel; i++) sq += (double)g[i] * g[i];
   float norm = tl_device_grad_norm(&d), fnorm = (float)sqrt(sq);
   tc_check("grad norm", &norm, &fnorm, 1, TOL_F32);
-  tl_device_adamw_step(&d, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, 1.0f, 1);
+  tl_device_adamw_step(&d, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, 1.0f, 1, true);
   tl_device_params_detach(&d, &p);
   cr_assert_eq(w->device, TL_CPU);
   cr_assert_eq(w->data, (void *)p.values);
