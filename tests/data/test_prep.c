@@ -285,3 +285,68 @@ Test(prep_run, labels_from_csv) {
   cr_expect_eq(c.files_read, 2);
   tl_prep_options_free(&o);
 }
+
+// --- the command itself (skipped when tl-prep was not built beside this test) ---
+
+#include <cjson/cJSON.h>
+#include <libgen.h>
+
+static int tl_prep_bin(char *out, size_t cap) {
+  char self[1024];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return 0;
+  self[n] = 0;
+  snprintf(out, cap, "%s/tl-prep", dirname(self));
+  return access(out, X_OK) == 0;
+}
+
+// Runs tl-prep with args; returns its exit status, its last stderr line in err.
+static int run_cmd(const char *args, char *err, size_t cap) {
+  char bin[1100], cmd[4096], line[1024];
+  if (!tl_prep_bin(bin, sizeof bin)) cr_skip_test("tl-prep not built next to the test");
+  snprintf(cmd, sizeof cmd, "%s %s --no-progress 2>&1 >/dev/null; echo \"rc=$?\"", bin, args);
+  FILE *p = popen(cmd, "r");
+  cr_assert_not_null(p);
+  int rc = -1;
+  err[0] = 0;
+  while (fgets(line, sizeof line, p)) {
+    if (sscanf(line, "rc=%d", &rc) == 1) break;
+    snprintf(err, cap, "%s", line);
+  }
+  pclose(p);
+  return rc;
+}
+
+Test(prep_cli, flags_override_config_and_exit_codes) {
+  make_tree("/tmp/tl_test_tree");
+  char cfg[64];
+  snprintf(cfg, sizeof cfg, "%s", write_tmp("task: flow\nin: [/tmp/tl_test_tree]\n"
+                                            "out: /tmp/tl_test_cli\nseq_len: 256\n"
+                                            "min_per_class: 1\n"));
+  char err[1024], args[2048];
+  snprintf(args, sizeof args, "--config %s --seq-len 64 --set seed=3", cfg);
+  cr_assert_eq(run_cmd(args, err, sizeof err), 0, "%s", err);
+  char *text;
+  cr_assert_geq(file_bytes("/tmp/tl_test_cli/manifest.json", &text), 0);
+  cJSON *m = cJSON_Parse(text);
+  cr_assert_not_null(m);
+  cr_expect_eq(cJSON_GetObjectItem(m, "seq_len")->valueint, 64);
+  cr_expect_str_eq(cJSON_GetObjectItem(m, "task")->valuestring, "flow");
+  cJSON_Delete(m);
+  free(text);
+
+  // nothing usable: exit 1 with one line naming why
+  cr_expect_eq(run_cmd("--task pretrain --in " PCAPS "/_edge/derived__zero_length.pcap "
+                       "--out /tmp/tl_test_cli2", err, sizeof err), 1);
+  cr_expect(strstr(err, "tl-prep:") != NULL, "%s", err);
+  // --strict on a folder with bad files
+  cr_expect_eq(run_cmd("--task pretrain --strict --in " PCAPS "/_edge --out /tmp/tl_test_cli3",
+                       err, sizeof err), 1);
+  // a bad config: exit 1, file and line
+  const char *bad = write_tmp("task: flow\nseq_lenn: 5\n");
+  snprintf(args, sizeof args, "--config %s --out /tmp/tl_test_cli4", bad);
+  cr_expect_eq(run_cmd(args, err, sizeof err), 1);
+  cr_expect(strstr(err, ":2:") && strstr(err, "seq_lenn"), "%s", err);
+  unlink(cfg);
+  unlink(bad);
+}
