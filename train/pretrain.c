@@ -303,8 +303,9 @@ static tl_status micro_batch(run_ctx *r, tl_loader *ld, uint64_t mask_seed, uint
       .mbm_targets = tl_from_data(TL_I32, 1, (int64_t[]){b.n_masked}, b.mask_target),
       .sbp_labels = tl_from_data(TL_I32, 1, (int64_t[]){b.B}, b.labels)};
 
-  // Dropout numbers: a fresh range of counters per draw (< 2^40 per forward).
-  tl_bert_rng rng = {.training = training, .seed = r->dropout_seed, .offset = draw << 40};
+  // Dropout numbers: a Philox key of its own per draw, counters from 0.
+  tl_bert_rng rng = {.training = training,
+                     .seed = tl_seed_derive(r->dropout_seed + draw, "dropout-draw")};
   tl_tensor *loss = tl_bert_pretrain_loss(&r->model, &bb, (float)c->loss.w_mbm,
                                           (float)c->loss.w_sbp, &rng, stats);
   if (!training) return TL_OK;
