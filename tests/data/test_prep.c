@@ -147,6 +147,7 @@ static long file_bytes(const char *path, char **data) {
   fseek(f, 0, SEEK_SET);
   *data = tl_xmalloc((size_t)n + 1);
   cr_assert_eq(fread(*data, 1, (size_t)n, f), (size_t)n);
+  (*data)[n] = 0; // text readers (cJSON) want a terminated string
   fclose(f);
   return n;
 }
