@@ -248,7 +248,7 @@ void tl_cuda_rope_bwd(tl_cuda_dtype dt, void *dx, const void *dy, int64_t BH, in
 // ---------------------------------------------------------------------------
 // Fused attention (attention.cu): tiled, online softmax; never the [T, S] matrix.
 // q, o [B, Hq, T, D]; k, v [B, Hkv, S, D]; Hq a multiple of Hkv (query head h
-// reads kv head h / (Hq / Hkv)); D <= 256. key_mask i32 [B, S] (1 attend, 0 pad)
+// reads kv head h / (Hq / Hkv)); D <= 256; B * Hq <= 65535 (a grid dimension). key_mask i32 [B, S] (1 attend, 0 pad)
 // or NULL; causal: query t sees keys s <= t (needs T == S). scale 0 = 1/sqrt(D).
 // A query that sees no key gets a zero output and lse = +inf (as kernels/cpu:
 // exp(score - lse) is then 0 in backward).
