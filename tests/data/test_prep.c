@@ -110,6 +110,27 @@ Test(prep_config, errors_name_file_line_key) {
 
 // --- whole runs ---------------------------------------------------------------
 
+// Paths under a folder of this test process, so that runs in parallel (release and
+// sanitizer builds) do not meet; removed after each test. Eight rotating buffers.
+static const char *T(const char *name) {
+  static char buf[8][256];
+  static int next;
+  char *b = buf[next++ % 8];
+  snprintf(b, sizeof buf[0], "/tmp/tl_test_prep_%d", (int)getpid());
+  mkdir(b, 0755);
+  snprintf(b + strlen(b), sizeof buf[0] - strlen(b), "/%s", name);
+  return b;
+}
+
+static void cleanup(void) {
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf /tmp/tl_test_prep_%d", (int)getpid());
+  if (system(cmd) != 0) fprintf(stderr, "cleanup failed: %s\n", cmd);
+}
+
+TestSuite(prep_run, .fini = cleanup);
+TestSuite(prep_cli, .fini = cleanup);
+
 // A class-folder tree of symlinks to three small classes.
 static void make_tree(const char *root) {
   mkdir(root, 0755);
@@ -153,22 +174,22 @@ static long file_bytes(const char *path, char **data) {
 }
 
 Test(prep_run, same_seed_gives_identical_shards) {
-  make_tree("/tmp/tl_test_tree");
+  make_tree(T("tree"));
   tl_prep_counts c1, c2;
-  cr_assert_eq(run_into("/tmp/tl_test_tree", "/tmp/tl_test_out1", TL_TASK_PACKET, 5, &c1), TL_OK,
+  cr_assert_eq(run_into(T("tree"), T("out1"), TL_TASK_PACKET, 5, &c1), TL_OK,
                "%s", tl_last_error());
-  cr_assert_eq(run_into("/tmp/tl_test_tree", "/tmp/tl_test_out2", TL_TASK_PACKET, 5, &c2), TL_OK,
+  cr_assert_eq(run_into(T("tree"), T("out2"), TL_TASK_PACKET, 5, &c2), TL_OK,
                "%s", tl_last_error());
   cr_expect_gt(c1.total_rows, 0);
   cr_expect_eq(c1.files_total, 28); // 14 ntp + 11 snmp + 3 wireguard
-  DIR *d = opendir("/tmp/tl_test_out1");
+  DIR *d = opendir(T("out1"));
   cr_assert_not_null(d);
   int compared = 0;
   for (struct dirent *e; (e = readdir(d));) {
     if (e->d_name[0] == '.') continue;
     char a[512], b[512], *da, *db;
-    snprintf(a, sizeof a, "/tmp/tl_test_out1/%s", e->d_name);
-    snprintf(b, sizeof b, "/tmp/tl_test_out2/%s", e->d_name);
+    snprintf(a, sizeof a, "%s/%s", T("out1"), e->d_name);
+    snprintf(b, sizeof b, "%s/%s", T("out2"), e->d_name);
     long na = file_bytes(a, &da), nb = file_bytes(b, &db);
     cr_expect(na == nb && na >= 0 && !memcmp(da, db, (size_t)na), "%s differs", e->d_name);
     if (na >= 0) free(da);
@@ -209,14 +230,14 @@ static int64_t *read_flow_ids(const char *dir, const char *split, size_t *n_out)
 }
 
 Test(prep_run, no_flow_in_two_splits) {
-  make_tree("/tmp/tl_test_tree");
+  make_tree(T("tree"));
   tl_prep_counts c;
-  cr_assert_eq(run_into("/tmp/tl_test_tree", "/tmp/tl_test_out3", TL_TASK_FLOW, 9, &c), TL_OK,
+  cr_assert_eq(run_into(T("tree"), T("out3"), TL_TASK_FLOW, 9, &c), TL_OK,
                "%s", tl_last_error());
   const char *splits[] = {"train", "valid", "test"};
   int64_t *ids[3];
   size_t n[3];
-  for (int s = 0; s < 3; s++) ids[s] = read_flow_ids("/tmp/tl_test_out3", splits[s], &n[s]);
+  for (int s = 0; s < 3; s++) ids[s] = read_flow_ids(T("out3"), splits[s], &n[s]);
   cr_expect_gt(n[0], 0);
   for (int a = 0; a < 3; a++)
     for (int b = a + 1; b < 3; b++)
@@ -231,9 +252,9 @@ Test(prep_run, no_flow_in_two_splits) {
 
 // Pre-training walks folders at any depth (here through symlinked folders).
 Test(prep_run, pretrain_walks_nested_folders) {
-  make_tree("/tmp/tl_test_tree");
+  make_tree(T("tree"));
   tl_prep_counts c;
-  cr_assert_eq(run_into("/tmp/tl_test_tree", "/tmp/tl_test_out4", TL_TASK_PRETRAIN, 1, &c),
+  cr_assert_eq(run_into(T("tree"), T("out4"), TL_TASK_PRETRAIN, 1, &c),
                TL_OK, "%s", tl_last_error());
   cr_expect_eq(c.files_total, 28);
   cr_expect_eq(c.files_read, 28);
@@ -247,7 +268,7 @@ Test(prep_run, edge_folder_pretrain) {
   o.in = tl_xmalloc(sizeof *o.in);
   o.in[0] = tl_xstrdup(PCAPS "/_edge");
   o.n_in = 1;
-  o.out_dir = tl_xstrdup("/tmp/tl_test_out_edge");
+  o.out_dir = tl_xstrdup(T("out_edge"));
   o.progress = 0;
   tl_prep_counts c;
   cr_expect_eq(tl_prep_run(&o, NULL, &c), TL_OK, "%s", tl_last_error());
@@ -269,7 +290,8 @@ Test(prep_run, edge_folder_pretrain) {
 
 // Labels from a CSV instead of class folders.
 Test(prep_run, labels_from_csv) {
-  const char *csv = "/tmp/tl_test_labels.csv";
+  char csv[256];
+  snprintf(csv, sizeof csv, "%s", T("labels.csv"));
   FILE *f = fopen(csv, "w");
   fprintf(f, "path,label\n" PCAPS "/ntp/%s,time\n" PCAPS "/snmp/%s,mgmt\n", "zeek__ntp.pcap",
           "ndpi__snmp.pcap");
@@ -277,7 +299,7 @@ Test(prep_run, labels_from_csv) {
   tl_prep_options o;
   tl_prep_options_default(&o, TL_TASK_PACKET);
   o.labels_csv = tl_xstrdup(csv);
-  o.out_dir = tl_xstrdup("/tmp/tl_test_out_csv");
+  o.out_dir = tl_xstrdup(T("out_csv"));
   o.ds.min_per_class = 1;
   o.progress = 0;
   tl_prep_counts c;
@@ -319,16 +341,17 @@ static int run_cmd(const char *args, char *err, size_t cap) {
 }
 
 Test(prep_cli, flags_override_config_and_exit_codes) {
-  make_tree("/tmp/tl_test_tree");
+  make_tree(T("tree"));
   char cfg[64];
-  snprintf(cfg, sizeof cfg, "%s", write_tmp("task: flow\nin: [/tmp/tl_test_tree]\n"
-                                            "out: /tmp/tl_test_cli\nseq_len: 256\n"
-                                            "min_per_class: 1\n"));
+  char yaml[1024];
+  snprintf(yaml, sizeof yaml, "task: flow\nin: [%s]\nout: %s\nseq_len: 256\nmin_per_class: 1\n",
+           T("tree"), T("cli"));
+  snprintf(cfg, sizeof cfg, "%s", write_tmp(yaml));
   char err[1024], args[2048];
   snprintf(args, sizeof args, "--config %s --seq-len 64 --set seed=3", cfg);
   cr_assert_eq(run_cmd(args, err, sizeof err), 0, "%s", err);
   char *text;
-  cr_assert_geq(file_bytes("/tmp/tl_test_cli/manifest.json", &text), 0);
+  cr_assert_geq(file_bytes(tl_fmt("%s/manifest.json", T("cli")), &text), 0);
   cJSON *m = cJSON_Parse(text);
   cr_assert_not_null(m);
   cr_expect_eq(cJSON_GetObjectItem(m, "seq_len")->valueint, 64);
@@ -337,15 +360,17 @@ Test(prep_cli, flags_override_config_and_exit_codes) {
   free(text);
 
   // nothing usable: exit 1 with one line naming why
-  cr_expect_eq(run_cmd("--task pretrain --in " PCAPS "/_edge/derived__zero_length.pcap "
-                       "--out /tmp/tl_test_cli2", err, sizeof err), 1);
+  snprintf(args, sizeof args, "--task pretrain --in %s --out %s",
+           PCAPS "/_edge/derived__zero_length.pcap", T("cli2"));
+  cr_expect_eq(run_cmd(args, err, sizeof err), 1);
   cr_expect(strstr(err, "tl-prep:") != NULL, "%s", err);
   // --strict on a folder with bad files
-  cr_expect_eq(run_cmd("--task pretrain --strict --in " PCAPS "/_edge --out /tmp/tl_test_cli3",
-                       err, sizeof err), 1);
+  snprintf(args, sizeof args, "--task pretrain --strict --in %s --out %s", PCAPS "/_edge",
+           T("cli3"));
+  cr_expect_eq(run_cmd(args, err, sizeof err), 1);
   // a bad config: exit 1, file and line
   const char *bad = write_tmp("task: flow\nseq_lenn: 5\n");
-  snprintf(args, sizeof args, "--config %s --out /tmp/tl_test_cli4", bad);
+  snprintf(args, sizeof args, "--config %s --out %s", bad, T("cli4"));
   cr_expect_eq(run_cmd(args, err, sizeof err), 1);
   cr_expect(strstr(err, ":2:") && strstr(err, "seq_lenn"), "%s", err);
   unlink(cfg);
