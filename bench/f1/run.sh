@@ -104,7 +104,8 @@ if [ -n "$LABELS" ]; then
     { f = $p; if (substr(f, 1, 1) != "/") f = dir "/" f; print f "\t" $l }' "$LABELS" >"$list"
 else
   find "$data" -mindepth 2 -type f ! -path "$data/_*" ! -name '.*' | LC_ALL=C sort |
-    awk -v d="$data" '{ rel = substr($0, length(d) + 2); split(rel, a, "/"); print $0 "\t" a[1] }' >"$list"
+    awk -v d="$data" '{ rel = substr($0, length(d) + 2); split(rel, a, "/")
+                        print $0 "\t" a[1] }' >"$list"
 fi
 [ -s "$list" ] || die "no capture files found under $data"
 say "$(wc -l <"$list") files, $(cut -f2 "$list" | sort -u | wc -l) labels: $list"
@@ -125,31 +126,42 @@ if [ "$PRETRAIN_STEPS" != 0 ]; then
   run "$py" "$here/shards_tool.py" pretrain-filter "$WORK/shards/pretrain-all" \
     "$WORK/shards/pretrain-$LEVEL-$SPLIT" "$shards"
   INIT=$WORK/runs/pretrain-$LEVEL-$SPLIT
-  run "$build/tl-pretrain" --config "$PT_CONFIG" --set data.dir="$WORK/shards/pretrain-$LEVEL-$SPLIT" \
+  rm -rf "$INIT" # why: a rerun starts afresh (tl-pretrain refuses a folder with checkpoints)
+  run "$build/tl-pretrain" --config "$PT_CONFIG" \
+    --set data.dir="$WORK/shards/pretrain-$LEVEL-$SPLIT" \
     --set run.dir="$INIT" --set train.steps="$PRETRAIN_STEPS" --set train.eval_every=0
-  init_desc="pretrain $PRETRAIN_STEPS steps ($(basename "$PT_CONFIG"), train flows only)"
+  init_desc="pretrain $PRETRAIN_STEPS steps ($(basename "$PT_CONFIG"), no valid/test flow)"
 elif [ -n "$INIT" ]; then
   init_desc="given: $INIT"
 fi
 
 # Step 4: fine-tune (best epoch by validation macro F1), then score the test split.
-seq=$(grep -o '"seq_len":[[:space:]]*[0-9]*' "$shards/manifest.json" | head -n 1 | grep -o '[0-9]*$')
+seq=$(grep -o '"seq_len":[[:space:]]*[0-9]*' "$shards/manifest.json" | head -n 1 |
+  grep -o '[0-9]*$')
 [ -n "$seq" ] || die "$shards/manifest.json: no seq_len"
 ft=$WORK/runs/finetune-$tag
+rm -rf "$ft" # why: a rerun starts afresh (tl-finetune refuses a folder with checkpoints)
 run "$build/tl-finetune" --config "$FT_CONFIG" --set model.init="$INIT" \
   --set data.dir="$shards" --set data.seq_len="$seq" --set run.dir="$ft" "${SETS[@]}"
 run "$build/tl-eval" --checkpoint "$ft/best.safetensors" --data "$shards" --split test \
   --out "$ft/eval-test"
 
 # Step 5: one row in the results file.
-get() { "$py" -c "import json,sys; d=json.load(open(sys.argv[1])); v=d$2; print('' if v is None else (f'{v:.4f}' if isinstance(v, float) else v))" "$ft/eval-test/eval.json"; }
-f1=$(get x "['macro_f1']") acc=$(get x "['accuracy']")
-sc=$(get x ".get('shortcut') and d['shortcut']['macro_f1']")
-n_test=$(get x "['n']" 2>/dev/null || echo "")
+read -r f1 sc acc n_test < <("$py" - "$ft/eval-test/eval.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+sc = d.get("shortcut") or {}
+fmt = lambda v: "-" if v is None else f"{v:.4f}"
+print(fmt(d["macro_f1"]), fmt(sc.get("macro_f1")), fmt(d["accuracy"]), d.get("n", "-"))
+PY
+)
 wall=$(( $(date +%s) - t0 ))
-machine="$(nproc) cores $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1), load $(cut -d' ' -f1 /proc/loadavg)"
-[ -f "$RESULTS" ] || printf 'date\tdataset\tlevel\tsplit\tinit\tmacro_f1\tshortcut_f1\taccuracy\ttest_rows\tpaper_f1\twall_s\tmachine\tmax_per_class\n' >"$RESULTS"
-printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$name" \
-  "$LEVEL" "$SPLIT" "$init_desc" "$f1" "$sc" "$acc" "$n_test" "${paper:--}" "$wall" \
-  "$machine" "$MAX_PER_CLASS" >>"$RESULTS"
+cpu=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)
+machine="$(nproc) cores $cpu, load $(cut -d' ' -f1 /proc/loadavg)"
+cols=(date dataset level split init macro_f1 shortcut_f1 accuracy test_rows paper_f1 wall_s
+      machine max_per_class)
+[ -f "$RESULTS" ] || (IFS=$'\t'; echo "${cols[*]}") >"$RESULTS"
+row=("$(date -u +%FT%TZ)" "$name" "$LEVEL" "$SPLIT" "$init_desc" "$f1" "$sc" "$acc" "$n_test"
+     "${paper:--}" "$wall" "$machine" "$MAX_PER_CLASS")
+(IFS=$'\t'; echo "${row[*]}") >>"$RESULTS"
 say "macro F1 $f1 (header-only shortcut $sc; paper ${paper:--}); row appended to $RESULTS"
