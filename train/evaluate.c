@@ -255,7 +255,8 @@ static tl_status run_baselines(const char *dir, const char *split, const tl_pred
       bl->have_shortcut = st == TL_OK;
     }
   }
-  if (ntr == 0 && st == TL_OK) tl_warn("%s: no train split: no shortcut audit, no majority baseline", dir);
+  if (ntr == 0 && st == TL_OK)
+    tl_warn("%s: no train split: no shortcut audit, no majority baseline", dir);
   free(Xtr), free(Xte), free(ytr), free(yte), free(yhat);
   tl_shortcut_detok_free(d);
   return st;
@@ -425,9 +426,15 @@ tl_status tl_eval_run(const tl_eval_opts *o, tl_eval_summary *summary) {
     e.ld = tl_loader_open(&lo);
     if (!e.ld) st = TL_ERR;
   }
-  if (st == TL_OK && strcmp(tl_loader_task(e.ld), "packet") && strcmp(tl_loader_task(e.ld), "flow")) {
+  const char *task = st == TL_OK ? tl_loader_task(e.ld) : "";
+  if (st == TL_OK && strcmp(task, "packet") && strcmp(task, "flow")) {
     tl_set_error("%s: shards are for task '%s'; tl-eval scores packet or flow shards",
                  o->data_dir, tl_loader_task(e.ld));
+    st = TL_ERR;
+  }
+  if (st == TL_OK && tl_loader_seq_len(e.ld) > e.cfg.model.max_pos) {
+    tl_set_error("%s: rows of %d tokens exceed the model's %d positions (%s)", o->data_dir,
+                 tl_loader_seq_len(e.ld), e.cfg.model.max_pos, o->checkpoint);
     st = TL_ERR;
   }
   if (st == TL_OK) st = check_labels(o->checkpoint, e.ld, K);

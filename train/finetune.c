@@ -251,19 +251,20 @@ static tl_status open_run(ft_run *r, const tl_config *cfg, const tl_finetune_opt
                  c->run.dir, ckpt, c->run.dir);
     return TL_ERR;
   }
-  if (make_dir(c->run.dir) != TL_OK) return TL_ERR;
 
-  // Data first (it fixes K and the step count), then the model sizes and the model.
+  // Data first (it fixes K and the step count), then the model sizes and the
+  // model; the run folder only once all of that worked.
   if (open_loaders(r) != TL_OK) return TL_ERR;
   if (!resume_ckpt && c->model.init[0] && resolve_init(c) != TL_OK) return TL_ERR;
   if (!resume_ckpt && c->model.init[0] && adopt_init_sizes(c) != TL_OK) return TL_ERR;
   if (check_fit(r) != TL_OK) return TL_ERR;
+  if (build_model(r, resume_ckpt) != TL_OK) return TL_ERR;
+  if (make_dir(c->run.dir) != TL_OK) return TL_ERR;
   char path[TL_CONFIG_PATH_MAX + 32];
   path_in(path, sizeof path, c->run.dir, "config.yaml");
   if (tl_config_save(c, path) != TL_OK) return TL_ERR;
   if (tl_labels_write(c->run.dir, r->train, c->data.dir) != TL_OK) return TL_ERR;
   r->config_yaml = tl_config_to_yaml(c);
-  if (build_model(r, resume_ckpt) != TL_OK) return TL_ERR;
 
   // Schedule over the whole run, randomness, memory, metrics file.
   tl_lr_kind kind;
