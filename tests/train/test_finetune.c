@@ -244,3 +244,31 @@ Test(finetune, eval_refuses_mismatched_inputs) {
   tl_params_free(&p);
   free(yaml);
 }
+
+// The shipped configs load, resolve, and carry the published recipe
+// (REFERENCE.md: packet 128 tokens lr 2e-5, flow 512 tokens lr 6e-5, 10 epochs,
+// batch 32, 10% warmup); the demo ones are small and short.
+Test(finetune, shipped_configs) {
+  struct {
+    const char *name;
+    int seq_len, epochs;
+    double lr;
+  } want[] = {{"finetune-packet", 128, 10, 2e-5}, {"finetune-flow", 512, 10, 6e-5},
+              {"demo-finetune-packet", 128, 3, 5e-4}, {"demo-finetune-flow", 192, 3, 5e-4}};
+  for (int i = 0; i < 4; i++) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/configs/%s.yaml", TL_SOURCE_DIR, want[i].name);
+    tl_config c;
+    tl_config_defaults(&c);
+    cr_assert_eq(tl_config_load(&c, path), TL_OK, "%s", tl_last_error());
+    cr_assert_eq(tl_config_resolve(&c), TL_OK, "%s", tl_last_error());
+    cr_assert_eq(c.data.seq_len, want[i].seq_len, "%s", want[i].name);
+    cr_assert_eq(c.train.epochs, want[i].epochs, "%s", want[i].name);
+    cr_assert_float_eq(c.optim.lr, want[i].lr, 1e-12, "%s", want[i].name);
+    cr_assert_eq(c.data.batch_size, 32, "%s", want[i].name);
+    cr_assert_float_eq(c.optim.warmup, 0.1, 1e-12, "%s", want[i].name);
+    cr_assert(c.model.init[0], "%s names a pre-trained model", want[i].name);
+    if (!strncmp(want[i].name, "demo", 4)) cr_assert_eq(c.model.hidden, 128, "tiny");
+    else cr_assert_eq(c.model.hidden, 768, "base");
+  }
+}
