@@ -18,6 +18,7 @@ typedef struct {
   tl_flow_key key;
   uint8_t dir; // 0: sent by end a, 1: sent by end b
   uint8_t tcp_flags;
+  uint32_t payload; // transport payload bytes on the wire (as far as captured)
   uint32_t n;
   uint8_t data[]; // keep_bytes
 } tl_prec;
@@ -227,8 +228,10 @@ static void process(tl_flow_table *t, const tl_prec *r) {
   int dir = r->dir ^ f->first_dir;
   t->stats.packets++;
 
-  if (t->sink.on_packet && !t->failed &&
-      t->sink.on_packet(t->sink.ctx, f->id, dir, r->data, r->n) != TL_OK)
+  if (t->sink.on_packet && r->payload < (uint32_t)t->opt.min_payload)
+    t->stats.small_payload++;
+  else if (t->sink.on_packet && !t->failed &&
+           t->sink.on_packet(t->sink.ctx, f->id, dir, r->data, r->n) != TL_OK)
     t->failed = 1;
 
   // Bursts: a change of direction completes the current one.
@@ -353,6 +356,17 @@ static void make_key(const tl_flow_table *t, const tl_packet_info *in, tl_flow_k
   *dir = src_first ? 0 : 1;
 }
 
+// Transport payload length: what follows the TCP header (its data offset) or the
+// UDP header; for other protocols everything after the IP header counts.
+static uint32_t payload_len(const tl_packet_info *info) {
+  uint32_t l4 = info->l4_off;
+  if (!l4 || l4 > info->ip_len) return 0;
+  uint32_t header = 0;
+  if (info->proto == 17) header = 8;
+  if (info->proto == 6 && l4 + 13 <= info->ip_len) header = (uint32_t)(info->ip[l4 + 12] >> 4) * 4;
+  return info->ip_len - l4 > header ? info->ip_len - l4 - header : 0;
+}
+
 tl_status tl_flow_table_add(tl_flow_table *t, const tl_packet_info *info, int64_t ts_ns,
                             uint64_t number, const uint8_t *bytes, size_t n) {
   if (t->failed) return TL_ERR;
@@ -362,6 +376,7 @@ tl_status tl_flow_table_add(tl_flow_table *t, const tl_packet_info *info, int64_
   r->ts = ts_ns;
   r->number = number;
   r->tcp_flags = info->tcp_flags;
+  r->payload = payload_len(info);
   r->n = (uint32_t)(n < t->opt.keep_bytes ? n : t->opt.keep_bytes);
   memcpy(r->data, bytes, r->n);
 

@@ -26,6 +26,9 @@ typedef struct {
   size_t keep_bytes;      // model bytes kept per packet (longer ones are cut)
   int burst_packets;      // packets kept per burst for on_burst (more are counted only)
   int flow_packets;       // first K packets kept per flow for on_flow
+  int min_payload;        // on_packet skips packets with fewer transport payload bytes
+                          // (pure ACKs carry no class information); flows and bursts
+                          // still see every packet
 } tl_flow_options;
 
 // Defaults: idle 60 s, linger 2 s, 100000 flows, no VLAN key, window 4096,
@@ -48,6 +51,7 @@ typedef struct {
   int64_t reordered;           // packets that arrived earlier than one already seen
   int64_t late;                // of those, packets older than the window could repair
   int64_t peak_flows;          // most flows held at once
+  int64_t small_payload;       // packets kept from on_packet by min_payload
 } tl_flow_stats;
 
 // What the table reports. Any callback may be NULL. Byte pointers are valid

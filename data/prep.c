@@ -21,6 +21,9 @@ void tl_prep_options_default(tl_prep_options *o, tl_task task) {
   o->ds.header_policy = tl_header_policy_name(o->policy);
   o->flow.keep_bytes = o->ds.packet_bytes > 0 ? (size_t)o->ds.packet_bytes : 1600;
   if (o->ds.flow_packets > 0) o->flow.flow_packets = o->ds.flow_packets;
+  // A packet without payload (a pure ACK) looks the same in every TCP class, so
+  // packet-level sets leave them out by default, as Deep Packet and others do.
+  o->flow.min_payload = task == TL_TASK_PACKET ? 1 : 0;
   o->progress = -1;
   o->burst_packets = 8;
 }
@@ -419,6 +422,9 @@ static void print_summary(FILE *f, const tl_prep_options *o, const tl_inputs *in
           (long long)fl->peak_flows, (long long)fl->bursts);
   fprintf(f, "  order    %lld packets out of time order, %lld beyond the %d-packet window\n",
           (long long)fl->reordered, (long long)fl->late, o->flow.reorder_window);
+  if (o->ds.task == TL_TASK_PACKET)
+    fprintf(f, "  payload  %lld packets with under %d payload bytes left out (--min-payload)\n",
+            (long long)fl->small_payload, o->flow.min_payload);
   if (s) {
     fprintf(f, "  samples  %-24s %10s %10s %10s\n", "label", "train", "valid", "test");
     for (int l = 0; l < s->n_labels; l++) {

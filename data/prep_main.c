@@ -24,6 +24,8 @@ static void usage(FILE *f) {
       "  --seq-len N         tokens per row, specials included (default by task)\n"
       "  --packet-bytes N    bytes kept per packet before tokenizing (0: whole packet)\n"
       "  --flow-packets K    first K packets of a flow (flow task)\n"
+      "  --min-payload N     packet task: leave out packets with fewer transport payload\n"
+      "                      bytes (default 1: no pure ACKs; 0 keeps every packet)\n"
       "  --burst-packets N   packets kept per burst (pretrain; default 8)\n"
       "  --header-policy P   anonymous (addresses and ports zeroed; default) | keep |\n"
       "                      compat (ET-BERT's fixed offsets: whole frame / frame[38:])\n"
@@ -56,7 +58,7 @@ static const char *const g_value_flags[] = {
     "out",           "labels",        "task",          "seq-len",        "packet-bytes",
     "flow-packets",  "burst-packets", "seed",          "split",          "max-per-class",
     "min-per-class", "header-policy", "rows-per-shard", "idle-timeout",  "close-linger",
-    "max-flows",     "reorder-window"};
+    "max-flows",     "reorder-window", "min-payload"};
 enum { N_VALUE_FLAGS = sizeof g_value_flags / sizeof g_value_flags[0] };
 enum { OPT_CONFIG = 1000, OPT_IN, OPT_RATIO, OPT_SET, OPT_VLAN, OPT_STRICT, OPT_PROGRESS,
        OPT_NO_PROGRESS, OPT_HELP, OPT_VALUE0 };

@@ -309,3 +309,34 @@ Test(flow, counts_match_tshark) {
   fclose(f);
   cr_expect_geq(files, 10);
 }
+
+// min_payload: pure ACKs (TCP header, no data) never reach on_packet, but bursts
+// and flow samples still see them.
+Test(flow, min_payload_filters_packet_samples_only) {
+  static uint8_t ip[20 + 20 + 10]; // IPv4 header, TCP header (data offset 5), data
+  ip[20 + 12] = 5 << 4;
+  tl_flow_options o = opts();
+  o.min_payload = 1;
+  tl_rec r;
+  tl_flow_table *t = table(&o, &r);
+  uint32_t lens[] = {40, 50, 40, 41}; // ACK, 10 data bytes, ACK, 1 data byte
+  for (int i = 0; i < 4; i++) {
+    tl_packet_info in = pkt(6, 1, 1234, 2, 80, 0x10);
+    in.ip = ip, in.ip_len = lens[i], in.l4_off = 20;
+    add(t, in, i, (uint64_t)i + 1, (uint8_t)i);
+  }
+  // UDP: an empty datagram (8-byte header only) and one with 4 bytes.
+  for (int i = 0; i < 2; i++) {
+    tl_packet_info in = pkt(17, 3, 5353, 4, 53, 0);
+    in.ip = ip, in.ip_len = 28 + 4 * i, in.l4_off = 20;
+    add(t, in, 10 + i, (uint64_t)i + 5, (uint8_t)(10 + i));
+  }
+  cr_assert_eq(tl_flow_table_flush(t), TL_OK);
+  cr_expect_eq(r.n_pkts, 3);
+  cr_expect_eq(r.first_byte[0], 1);
+  cr_expect_eq(r.first_byte[1], 3);
+  cr_expect_eq(r.first_byte[2], 11);
+  cr_expect_eq(tl_flow_table_stats(t)->small_payload, 3);
+  cr_expect_eq(r.flow_len[0], 4, "flow samples keep the ACKs");
+  tl_flow_table_free(t);
+}
