@@ -375,6 +375,13 @@ static void log_step(ft_run *r, double loss, double acc, double gnorm, bool forc
   json_num(f, "arena_peak_mb", (double)r->arena.high_water / (1 << 20));
   fputs("}\n", f);
   fflush(f);
+  // Without a progress line (not a terminal), the same figures as a log line.
+  if (!r->opts->progress)
+    tl_info("step %lld/%lld (epoch %.2f) loss %.4f acc %.3f lr %.3g |g| %.3g %.1f rows/s",
+            (long long)r->step, (long long)r->cfg.train.steps,
+            (double)r->step / (double)r->steps_per_epoch, r->sum_loss / n, r->sum_acc / n,
+            tl_lr_at(&r->sched, r->step - 1), r->sum_gnorm / n,
+            t > r->since ? (double)r->sum_rows / (t - r->since) : 0);
   r->sum_loss = r->sum_acc = r->sum_gnorm = 0;
   r->sum_steps = 0, r->sum_rows = 0, r->since = t;
 }
