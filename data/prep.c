@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "data/capture.h"
+#include "data/holdout.h"
 
 void tl_prep_options_default(tl_prep_options *o, tl_task task) {
   memset(o, 0, sizeof *o);
@@ -36,10 +37,11 @@ void tl_prep_options_free(tl_prep_options *o) {
   for (int i = 0; i < o->n_in; i++) free(o->in[i]);
   free(o->in);
   free(o->labels_csv);
+  free(o->holdout_of);
   free(o->out_dir);
   o->in = NULL;
   o->n_in = 0;
-  o->labels_csv = o->out_dir = NULL;
+  o->labels_csv = o->out_dir = o->holdout_of = NULL;
 }
 
 // --- inputs -----------------------------------------------------------------
@@ -267,6 +269,7 @@ typedef struct {
   tl_dataset_builder *b;
   tl_prep_counts *c;
   tl_flow_table *table;
+  const tl_holdout *holdout; // NULL unless --holdout-of
   int label, file_index;
   // progress
   int show_progress, n_files;
@@ -288,6 +291,17 @@ static tl_status sink_packet(void *ctx, uint64_t flow_id, int dir, const uint8_t
 static tl_status sink_burst(void *ctx, uint64_t flow_id, const uint8_t *const *pkts,
                             const size_t *lens, int n) {
   tl_prep_run_ctx *r = ctx;
+  bool mismatch = false;
+  if (r->holdout && tl_holdout_has(r->holdout, (int64_t)flow_id, r->file_index, &mismatch)) {
+    if (mismatch) {
+      tl_set_error("%s: flow %llu is not from the file --holdout-of recorded for it: "
+                   "flow ids do not line up (were the flow options different?)",
+                   r->o->holdout_of, (unsigned long long)flow_id);
+      return TL_ERR;
+    }
+    r->c->held_out_bursts++;
+    return TL_OK;
+  }
   return tl_dataset_add_burst(r->b, flow_id, r->file_index, pkts, lens, n);
 }
 
@@ -422,6 +436,9 @@ static void print_summary(FILE *f, const tl_prep_options *o, const tl_inputs *in
           (long long)fl->peak_flows, (long long)fl->bursts);
   fprintf(f, "  order    %lld packets out of time order, %lld beyond the %d-packet window\n",
           (long long)fl->reordered, (long long)fl->late, o->flow.reorder_window);
+  if (o->holdout_of)
+    fprintf(f, "  holdout  %lld bursts of %s's valid and test flows left out\n",
+            (long long)c->held_out_bursts, o->holdout_of);
   if (o->ds.task == TL_TASK_PACKET)
     fprintf(f, "  payload  %lld packets with under %d payload bytes left out (--min-payload)\n",
             (long long)fl->small_payload, o->flow.min_payload);
@@ -460,7 +477,18 @@ tl_status tl_prep_run(const tl_prep_options *o, FILE *report, tl_prep_counts *co
   double t0 = now_s();
 
   // Step 1: inputs, then the builder, which wants labels and files up front.
-  if (find_inputs(o, &in) != TL_OK) goto done;
+  tl_holdout holdout = {0};
+  if (o->holdout_of) {
+    if (o->ds.task != TL_TASK_PRETRAIN) {
+      tl_set_error("--holdout-of is for --task pretrain");
+      goto done;
+    }
+    if (tl_holdout_load(&holdout, o->holdout_of) != TL_OK) goto done;
+    // The same captures in the same order, so flow ids match the set's.
+    for (int i = 0; i < holdout.n_files; i++) inputs_add(&in, holdout.files_in[i], -1);
+  } else if (find_inputs(o, &in) != TL_OK) {
+    goto done;
+  }
   c->files_total = in.n;
   srcs = tl_xmalloc((size_t)in.n * sizeof *srcs);
   for (int i = 0; i < in.n; i++) srcs[i] = in.v[i].path;
@@ -471,7 +499,8 @@ tl_status tl_prep_run(const tl_prep_options *o, FILE *report, tl_prep_counts *co
   if (!b) goto done;
 
   // Step 2: the flow table reports to the builder through the task's sink.
-  tl_prep_run_ctx r = {.o = o, .b = b, .c = c, .n_files = in.n, .t0 = t0};
+  tl_prep_run_ctx r = {.o = o, .b = b, .c = c, .n_files = in.n, .t0 = t0,
+                       .holdout = o->holdout_of ? &holdout : NULL};
   r.show_progress = o->progress > 0 || (o->progress < 0 && isatty(2));
   tl_flow_sink sink = {.ctx = &r};
   if (o->ds.task == TL_TASK_PRETRAIN) sink.on_burst = sink_burst;
@@ -516,6 +545,7 @@ done:
   if (st != TL_OK && c->seconds == 0) c->seconds = now_s() - t0;
   tl_flow_table_free(t);
   tl_dataset_builder_free(b);
+  tl_holdout_free(&holdout);
   free(srcs);
   inputs_free(&in);
   return st;

@@ -15,6 +15,8 @@ typedef struct {
   char **in;               // folders (class folders below them) or files; owned
   int n_in;
   char *labels_csv;        // CSV/TSV with path and label columns (NULL: class folders)
+  char *holdout_of;        // pretrain: a packet/flow shard set whose valid and test
+                           // flows are left out (its captures are read; data/holdout.h)
   // dataset builder options (task defaults filled by tl_dataset_options_default)
   tl_dataset_options ds;   // its out_dir and header_policy point into this struct's strings
   char *out_dir;
@@ -62,6 +64,7 @@ typedef struct {
   tl_flow_stats flow;
   double seconds;
   int64_t total_rows;
+  int64_t held_out_bursts; // pretrain bursts of --holdout-of's valid/test flows, left out
 } tl_prep_counts;
 
 // Runs the whole pass and writes the shards. Prints warnings (one line per bad

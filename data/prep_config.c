@@ -41,7 +41,7 @@ static const tl_cfg_key g_keys[] = {
     {"close_linger", K_NUM, NULL},  {"max_flows", K_INT, NULL},
     {"reorder_window", K_INT, NULL}, {"flow_key_vlan", K_BOOL, NULL},
     {"strict", K_BOOL, NULL},       {"progress", K_BOOL, NULL},
-    {"min_payload", K_INT, NULL},
+    {"min_payload", K_INT, NULL},   {"holdout_of", K_STR, NULL},
 };
 enum { N_KEYS = sizeof g_keys / sizeof g_keys[0] };
 
@@ -246,6 +246,7 @@ tl_status tl_prep_set_option(tl_prep_options *o, const char *key, const char *va
   else if (!strcmp(key, "strict")) o->strict = bv;
   else if (!strcmp(key, "progress")) o->progress = bv;
   else if (!strcmp(key, "min_payload")) o->flow.min_payload = i;
+  else if (!strcmp(key, "holdout_of")) free(o->holdout_of), o->holdout_of = tl_xstrdup(val);
   return TL_OK;
 }
 

@@ -24,6 +24,10 @@ static void usage(FILE *f) {
       "  --seq-len N         tokens per row, specials included (default by task)\n"
       "  --packet-bytes N    bytes kept per packet before tokenizing (0: whole packet)\n"
       "  --flow-packets K    first K packets of a flow (flow task)\n"
+      "  --holdout-of DIRS   pretrain: read the captures of the packet/flow set DIR and\n"
+      "                      leave out its valid and test flows (no held-out byte is\n"
+      "                      pre-trained on; --in is then not needed). DIR1,DIR2: both\n"
+      "                      sets' held-out flows (same captures, same flow options)\n"
       "  --min-payload N     packet task: leave out packets with fewer transport payload\n"
       "                      bytes (default 1: no pure ACKs; 0 keeps every packet)\n"
       "  --burst-packets N   packets kept per burst (pretrain; default 8)\n"
@@ -58,7 +62,8 @@ static const char *const g_value_flags[] = {
     "out",           "labels",        "task",          "seq-len",        "packet-bytes",
     "flow-packets",  "burst-packets", "seed",          "split",          "max-per-class",
     "min-per-class", "header-policy", "rows-per-shard", "idle-timeout",  "close-linger",
-    "max-flows",     "reorder-window", "min-payload"};
+    "max-flows",     "reorder-window", "min-payload",
+    "holdout-of"};
 enum { N_VALUE_FLAGS = sizeof g_value_flags / sizeof g_value_flags[0] };
 enum { OPT_CONFIG = 1000, OPT_IN, OPT_RATIO, OPT_SET, OPT_VLAN, OPT_STRICT, OPT_PROGRESS,
        OPT_NO_PROGRESS, OPT_HELP, OPT_VALUE0 };
@@ -184,8 +189,9 @@ int main(int argc, char **argv) {
   if (config && tl_prep_config_load(config, &o) != TL_OK) goto fail;
   if (second_pass(argc, argv, lo, &o) != TL_OK) goto fail;
   o.ds.task = (tl_task)task;
-  if (!o.out_dir || (o.n_in == 0 && !o.labels_csv)) {
-    tl_set_error("need %s (see --help)", !o.out_dir ? "--out DIR" : "--in PATH or --labels CSV");
+  if (!o.out_dir || (o.n_in == 0 && !o.labels_csv && !o.holdout_of)) {
+    tl_set_error("need %s (see --help)",
+                 !o.out_dir ? "--out DIR" : "--in PATH, --labels CSV or --holdout-of DIR");
     goto fail;
   }
 

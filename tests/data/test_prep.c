@@ -376,3 +376,59 @@ Test(prep_cli, flags_override_config_and_exit_codes) {
   unlink(cfg);
   unlink(bad);
 }
+
+// --- pre-training held away from test flows (--holdout-of) -------------------
+
+static tl_status pretrain_holdout(const char *cls_dir, const char *out, double idle_timeout,
+                                  tl_prep_counts *c) {
+  tl_prep_options o;
+  tl_prep_options_default(&o, TL_TASK_PRETRAIN);
+  o.holdout_of = tl_xstrdup(cls_dir);
+  o.out_dir = tl_xstrdup(out);
+  o.flow.idle_timeout_s = idle_timeout;
+  o.progress = 0;
+  tl_status st = tl_prep_run(&o, NULL, c);
+  tl_prep_options_free(&o);
+  return st;
+}
+
+static bool contains(const int64_t *ids, size_t n, int64_t id) {
+  for (size_t i = 0; i < n; i++)
+    if (ids[i] == id) return true;
+  return false;
+}
+
+Test(prep_run, holdout_keeps_test_flows_out_of_pretraining) {
+  make_tree(T("tree"));
+  tl_prep_counts c;
+  cr_assert_eq(run_into(T("tree"), T("flow"), TL_TASK_FLOW, 7, &c), TL_OK, "%s",
+               tl_last_error());
+  cr_assert_eq(pretrain_holdout(T("flow"), T("pre"), 60, &c), TL_OK, "%s", tl_last_error());
+  cr_expect_gt(c.held_out_bursts, 0);
+
+  // No pre-training row comes from a flow the classifier is validated or tested on.
+  size_t n_valid, n_test, n_pre_train, n_pre_valid;
+  int64_t *valid = read_flow_ids(T("flow"), "valid", &n_valid);
+  int64_t *test = read_flow_ids(T("flow"), "test", &n_test);
+  int64_t *pre_train = read_flow_ids(T("pre"), "train", &n_pre_train);
+  int64_t *pre_valid = read_flow_ids(T("pre"), "valid", &n_pre_valid);
+  cr_assert_gt(n_valid + n_test, 0);
+  cr_assert_gt(n_pre_train, 0);
+  for (size_t i = 0; i < n_pre_train; i++) {
+    cr_assert_not(contains(valid, n_valid, pre_train[i]), "flow %ld", (long)pre_train[i]);
+    cr_assert_not(contains(test, n_test, pre_train[i]), "flow %ld", (long)pre_train[i]);
+  }
+  for (size_t i = 0; i < n_pre_valid; i++)
+    cr_assert_not(contains(test, n_test, pre_valid[i]), "flow %ld", (long)pre_valid[i]);
+  free(valid), free(test), free(pre_train), free(pre_valid);
+}
+
+Test(prep_run, holdout_refuses_flow_ids_that_do_not_line_up) {
+  make_tree(T("tree"));
+  cr_assert_eq(run_into(T("tree"), T("flow"), TL_TASK_FLOW, 7, NULL), TL_OK);
+  // A far shorter idle timeout cuts flows differently, so ids shift.
+  cr_expect_eq(pretrain_holdout(T("flow"), T("pre"), 0.001, NULL), TL_ERR);
+  cr_expect(strstr(tl_last_error(), "do not line up"), "%s", tl_last_error());
+  cr_expect_eq(pretrain_holdout(T("nothing-here"), T("pre2"), 60, NULL), TL_ERR);
+  cr_expect(strstr(tl_last_error(), "manifest.json"), "%s", tl_last_error());
+}

@@ -1,0 +1,157 @@
+#include "data/holdout.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/shards.h"
+
+static char *read_text(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *text = tl_xmalloc((size_t)n + 1);
+  size_t got = fread(text, 1, (size_t)n, f);
+  fclose(f);
+  text[got] = 0;
+  return text;
+}
+
+static tl_status load_source_files(tl_holdout *h, const char *dir) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/manifest.json", dir);
+  char *text = read_text(path);
+  if (!text) {
+    tl_set_error("%s: cannot read (--holdout-of wants a packet or flow shard set)", path);
+    return TL_ERR;
+  }
+  cJSON *m = cJSON_Parse(text);
+  free(text);
+  const cJSON *task = cJSON_GetObjectItem(m, "task");
+  const cJSON *files = cJSON_GetObjectItem(m, "source_files");
+  tl_status st = TL_ERR;
+  if (!m || !cJSON_IsArray(files))
+    tl_set_error("%s: not a tl-prep manifest (no source_files list)", path);
+  else if (cJSON_IsString(task) && !strcmp(task->valuestring, "pretrain"))
+    tl_set_error("%s: a pretrain set; --holdout-of wants the packet or flow set "
+                 "whose valid and test flows pre-training must not see", path);
+  else {
+    h->n_files = cJSON_GetArraySize(files);
+    h->files_in = tl_xcalloc((size_t)h->n_files + 1, sizeof *h->files_in);
+    int i = 0;
+    const cJSON *f;
+    cJSON_ArrayForEach(f, files) h->files_in[i++] = tl_xstrdup(cJSON_IsString(f) ? f->valuestring : "");
+    st = TL_OK;
+  }
+  cJSON_Delete(m);
+  return st;
+}
+
+// Appends the flow ids and file indices of one split (absent split: nothing).
+static tl_status append_split(tl_holdout *h, const char *dir, const char *split) {
+  tl_shards *s = tl_shards_open(dir, split);
+  if (!s) return TL_OK; // a set without this split holds nothing back from it
+  int64_t n = tl_shards_rows(s);
+  h->ids = tl_xrealloc(h->ids, (size_t)(h->n + n + 1) * sizeof *h->ids);
+  h->files = tl_xrealloc(h->files, (size_t)(h->n + n + 1) * sizeof *h->files);
+  tl_shard_rows out = {.flow_ids = h->ids + h->n, .file_index = h->files + h->n};
+  tl_status st = n ? tl_shards_read(s, 0, n, &out) : TL_OK;
+  tl_shards_close(s);
+  if (st == TL_OK) h->n += n;
+  return st;
+}
+
+typedef struct { int64_t id; int32_t file; } id_file;
+
+static int cmp_id_file(const void *a, const void *b) {
+  const id_file *x = a, *y = b;
+  return x->id < y->id ? -1 : x->id > y->id;
+}
+
+// Sorts (id, file) pairs by id and drops repeats (a flow has many packet rows).
+static void sort_unique(tl_holdout *h) {
+  id_file *p = tl_xmalloc((size_t)(h->n + 1) * sizeof *p);
+  for (int64_t i = 0; i < h->n; i++) p[i] = (id_file){h->ids[i], h->files[i]};
+  qsort(p, (size_t)h->n, sizeof *p, cmp_id_file);
+  int64_t m = 0;
+  for (int64_t i = 0; i < h->n; i++)
+    if (m == 0 || p[i].id != p[m - 1].id) p[m++] = p[i];
+  for (int64_t i = 0; i < m; i++) h->ids[i] = p[i].id, h->files[i] = p[i].file;
+  h->n = m;
+  free(p);
+}
+
+// Every set must come from the same captures in the same order as the first.
+static tl_status same_files(const tl_holdout *first, const tl_holdout *other, const char *dir) {
+  bool same = first->n_files == other->n_files;
+  for (int i = 0; same && i < first->n_files; i++)
+    same = !strcmp(first->files_in[i], other->files_in[i]);
+  if (!same)
+    tl_set_error("%s: made from other captures than the first --holdout-of set", dir);
+  return same ? TL_OK : TL_ERR;
+}
+
+static tl_status load_one(tl_holdout *h, const char *dir) {
+  if (load_source_files(h, dir) != TL_OK) return TL_ERR;
+  if (append_split(h, dir, "valid") != TL_OK || append_split(h, dir, "test") != TL_OK) {
+    tl_set_error("%s: %s", dir, tl_last_error());
+    return TL_ERR;
+  }
+  return TL_OK;
+}
+
+tl_status tl_holdout_load(tl_holdout *h, const char *dirs) {
+  memset(h, 0, sizeof *h);
+  char *list = tl_xstrdup(dirs), *save = NULL;
+  tl_status st = TL_OK;
+  for (char *dir = strtok_r(list, ",", &save); dir && st == TL_OK;
+       dir = strtok_r(NULL, ",", &save)) {
+    if (!h->files_in) {
+      st = load_one(h, dir);
+      continue;
+    }
+    tl_holdout more;
+    memset(&more, 0, sizeof more);
+    st = load_one(&more, dir);
+    if (st == TL_OK) st = same_files(h, &more, dir);
+    if (st == TL_OK) {
+      h->ids = tl_xrealloc(h->ids, (size_t)(h->n + more.n + 1) * sizeof *h->ids);
+      h->files = tl_xrealloc(h->files, (size_t)(h->n + more.n + 1) * sizeof *h->files);
+      memcpy(h->ids + h->n, more.ids, (size_t)more.n * sizeof *h->ids);
+      memcpy(h->files + h->n, more.files, (size_t)more.n * sizeof *h->files);
+      h->n += more.n;
+    }
+    tl_holdout_free(&more);
+  }
+  free(list);
+  if (st == TL_OK && !h->files_in) {
+    tl_set_error("--holdout-of: no shard set named");
+    st = TL_ERR;
+  }
+  if (st == TL_OK) sort_unique(h);
+  return st;
+}
+
+bool tl_holdout_has(const tl_holdout *h, int64_t id, int file_index, bool *mismatch) {
+  int64_t lo = 0, hi = h->n;
+  while (lo < hi) {
+    int64_t mid = lo + (hi - lo) / 2;
+    if (h->ids[mid] < id) lo = mid + 1;
+    else hi = mid;
+  }
+  if (lo == h->n || h->ids[lo] != id) return false;
+  if (h->files[lo] != file_index) *mismatch = true;
+  return true;
+}
+
+void tl_holdout_free(tl_holdout *h) {
+  if (!h) return;
+  for (int i = 0; i < h->n_files; i++) free(h->files_in[i]);
+  free(h->files_in);
+  free(h->ids);
+  free(h->files);
+  memset(h, 0, sizeof *h);
+}
