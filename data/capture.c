@@ -6,6 +6,7 @@
 #include <pcap/pcap.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 enum { TL_MAX_IFACES = 4096, TL_MAX_BLOCK = 16 << 20 }; // libpcap allows 16 MiB blocks too
@@ -59,6 +60,14 @@ static FILE *open_stream(const char *path, int gz) {
 // Reads the first bytes through zlib (which passes plain files through) to learn
 // whether the file is compressed and what its magic is.
 static tl_status sniff(const char *path, int *gz, uint8_t magic[4]) {
+  // A FIFO, socket or device would block or never end: captures are files.
+  struct stat st;
+  if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+    tl_set_error("%s: not a regular file (%s), not a capture", path,
+                 S_ISDIR(st.st_mode) ? "a folder" : S_ISFIFO(st.st_mode) ? "a FIFO"
+                                                                         : "a device or socket");
+    return TL_ERR;
+  }
   gzFile g = gzopen(path, "rb");
   if (!g) {
     tl_set_error("%s: cannot open: %s", path, strerror(errno));

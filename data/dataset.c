@@ -3,7 +3,7 @@
 // Rows are tokenized as they arrive and appended to one temporary spool file in
 // out_dir; memory holds one small entry per flow (label, file, row counts,
 // split). finish() then decides, per class, which classes stay (min_per_class),
-// which rows stay (max_per_class, whole flows first) and where each flow goes
+// which rows stay (max_per_class, spread over as many flows as possible) and where each flow goes
 // (by flow, by file or by row), and writes each split through a bucket shuffle:
 // rows are scattered in one pass into at most MAX_BUCKETS temporary files per
 // split at random, then each bucket is shuffled in memory and appended to the

@@ -195,6 +195,58 @@ static int split_line(char *line, char sep, char **cells, int max) {
   return n;
 }
 
+// Trims spaces and one pair of surrounding double quotes from a cell, in place.
+static char *unquote(char *cell) {
+  while (*cell == ' ') cell++;
+  size_t n = strlen(cell);
+  while (n && cell[n - 1] == ' ') cell[--n] = 0;
+  if (n >= 2 && cell[0] == '"' && cell[n - 1] == '"') {
+    cell[n - 1] = 0;
+    cell++;
+  }
+  return cell;
+}
+
+static const tl_inputs *g_sort_inputs; // qsort has no context argument
+
+static int cmp_input_path(const void *a, const void *b) {
+  int i = *(const int *)a, j = *(const int *)b;
+  int c = strcmp(g_sort_inputs->v[i].path, g_sort_inputs->v[j].path);
+  return c ? c : i - j;
+}
+
+// A file listed twice would be read twice and its flows split independently, so
+// the same bytes could land in train and test: repeats are dropped with a
+// warning, and a file given two labels is an error.
+static tl_status drop_repeated_files(const char *csv, tl_inputs *in) {
+  int *order = tl_xmalloc((size_t)(in->n + 1) * sizeof *order);
+  char *drop = tl_xcalloc((size_t)in->n + 1, 1);
+  for (int i = 0; i < in->n; i++) order[i] = i;
+  g_sort_inputs = in;
+  qsort(order, (size_t)in->n, sizeof *order, cmp_input_path);
+  tl_status st = TL_OK;
+  for (int k = 1; k < in->n && st == TL_OK; k++) {
+    const tl_input *a = &in->v[order[k - 1]], *b = &in->v[order[k]];
+    if (strcmp(a->path, b->path)) continue;
+    if (a->label != b->label) {
+      tl_set_error("%s: %s is listed with two labels", csv, a->path);
+      st = TL_ERR;
+    } else {
+      tl_warn("%s: %s is listed more than once; read once", csv, a->path);
+      drop[order[k]] = 1;
+    }
+  }
+  int n = 0;
+  for (int i = 0; i < in->n; i++) {
+    if (drop[i]) free(in->v[i].path);
+    else in->v[n++] = in->v[i];
+  }
+  in->n = n;
+  free(order);
+  free(drop);
+  return st;
+}
+
 // Reads a CSV or TSV of (path, label): a header naming "path"/"file" and
 // "label"/"class" columns, or none (then path, label). Relative paths are taken
 // from the CSV's folder. With inputs given, only files below them are kept.
@@ -215,9 +267,12 @@ static tl_status find_from_csv(const tl_prep_options *o, tl_inputs *in) {
   char sep = 0;
   while (fgets(line, sizeof line, f)) {
     lineno++;
+    if (lineno == 1 && !strncmp(line, "\xef\xbb\xbf", 3)) // a UTF-8 byte order mark
+      memmove(line, line + 3, strlen(line + 3) + 1);
     if (!sep) sep = strchr(line, '\t') ? '\t' : ',';
     if (line[0] == '#' || line[strspn(line, " \t\r\n")] == 0) continue;
     int n = split_line(line, sep, cells, 64);
+    for (int c = 0; c < n; c++) cells[c] = unquote(cells[c]);
     if (lineno == 1 && find_col(cells, n, "label", "class") >= 0) { // a header
       pcol = find_col(cells, n, "path", "file");
       lcol = find_col(cells, n, "label", "class");
@@ -243,7 +298,7 @@ static tl_status find_from_csv(const tl_prep_options *o, tl_inputs *in) {
     if (keep) inputs_add(in, path, label_index(in, cells[lcol]));
   }
   fclose(f);
-  return TL_OK;
+  return drop_repeated_files(o->labels_csv, in);
 }
 
 static tl_status find_inputs(const tl_prep_options *o, tl_inputs *in) {
@@ -408,6 +463,19 @@ static const char *split_name(tl_split_policy s) {
   return s == TL_SPLIT_BY_FLOW ? "flow" : s == TL_SPLIT_BY_FILE ? "file" : "packet";
 }
 
+// A kept class with no rows in a split that should have some: its F1 is then
+// missing from the test table (or its model pick noisy), which a user must know.
+static void warn_empty_splits(const tl_prep_options *o, const char *name,
+                              const int64_t rows[TL_NUM_SPLITS], int64_t sum) {
+  static const char *split_names[] = {"train", "valid", "test"};
+  if (!sum || o->ds.task == TL_TASK_PRETRAIN) return;
+  for (int k = 0; k < TL_NUM_SPLITS; k++)
+    if (o->ds.split_ratio[k] > 0 && rows[k] == 0)
+      tl_warn("class %s has no %s rows: too few flows (or files) to split; "
+              "add captures, lower --max-per-class's effect, or drop the class", name,
+              split_names[k]);
+}
+
 static void print_summary(FILE *f, const tl_prep_options *o, const tl_inputs *in,
                           const tl_prep_counts *c, const tl_dataset_summary *s) {
   fprintf(f, "tl-prep summary: task %s, header policy %s, split by %s, seed %llu -> %s\n",
@@ -451,6 +519,7 @@ static void print_summary(FILE *f, const tl_prep_options *o, const tl_inputs *in
       int64_t sum = s->rows[l][0] + s->rows[l][1] + s->rows[l][2];
       fprintf(f, "           %-24s %10lld %10lld %10lld%s\n", name, (long long)s->rows[l][0],
               (long long)s->rows[l][1], (long long)s->rows[l][2], sum ? "" : "  (dropped)");
+      warn_empty_splits(o, name, s->rows[l], sum);
     }
     fprintf(f, "           total %lld rows, %d labels dropped (below min_per_class)\n",
             (long long)s->total_rows, s->n_dropped_labels);
@@ -465,6 +534,25 @@ static void print_summary(FILE *f, const tl_prep_options *o, const tl_inputs *in
 
 // --- run --------------------------------------------------------------------
 
+// One line naming the first option out of range, before any file is touched.
+static tl_status check_options(const tl_prep_options *o) {
+  struct { const char *name; double value, min; } checks[] = {
+      {"max-flows", o->flow.max_flows, 1},       {"reorder-window", o->flow.reorder_window, 0},
+      {"idle-timeout", o->flow.idle_timeout_s, 0}, {"close-linger", o->flow.close_linger_s, 0},
+      {"burst-packets", o->burst_packets, 1},    {"min-payload", o->flow.min_payload, 0},
+      {"rows-per-shard", o->ds.rows_per_shard, 1}, {"packet-bytes", o->ds.packet_bytes, 0},
+      {"max-per-class", o->ds.max_per_class, 0}, {"min-per-class", o->ds.min_per_class, 0},
+      {"flow-packets", o->ds.task == TL_TASK_FLOW ? o->ds.flow_packets : 1, 1},
+  };
+  for (size_t i = 0; i < sizeof checks / sizeof *checks; i++) {
+    if (checks[i].value >= checks[i].min) continue;
+    tl_set_error("--%s %g: expected a number >= %g", checks[i].name, checks[i].value,
+                 checks[i].min);
+    return TL_ERR;
+  }
+  return TL_OK;
+}
+
 tl_status tl_prep_run(const tl_prep_options *o, FILE *report, tl_prep_counts *counts) {
   tl_prep_counts local;
   tl_prep_counts *c = counts ? counts : &local;
@@ -478,6 +566,7 @@ tl_status tl_prep_run(const tl_prep_options *o, FILE *report, tl_prep_counts *co
 
   // Step 1: inputs, then the builder, which wants labels and files up front.
   tl_holdout holdout = {0};
+  if (check_options(o) != TL_OK) goto done;
   if (o->holdout_of) {
     if (o->ds.task != TL_TASK_PRETRAIN) {
       tl_set_error("--holdout-of is for --task pretrain");
@@ -519,7 +608,10 @@ tl_status tl_prep_run(const tl_prep_options *o, FILE *report, tl_prep_counts *co
     int bad = 0;
     if (prep_file(&r, t, in.v[i].path, &bad) != TL_OK) goto done;
     if (bad && o->strict) {
-      tl_set_error("%s: stopping (--strict): %s", in.v[i].path, tl_last_error());
+      // The reason already names the file; copy it before the buffer is rewritten.
+      char reason[1024];
+      snprintf(reason, sizeof reason, "%s", tl_last_error());
+      tl_set_error("stopping at the first bad file (--strict): %s", reason);
       goto done;
     }
     progress(&r, 0);
@@ -529,7 +621,15 @@ tl_status tl_prep_run(const tl_prep_options *o, FILE *report, tl_prep_counts *co
 
   // Step 4: split and write; then the summary.
   const tl_dataset_summary *sum = NULL;
-  if (tl_dataset_builder_finish(b, &sum) != TL_OK) goto done;
+  if (tl_dataset_builder_finish(b, &sum) != TL_OK) {
+    // Still show what was read, so the reason nothing was written is visible.
+    c->seconds = now_s() - t0;
+    char reason[1024];
+    snprintf(reason, sizeof reason, "%s", tl_last_error());
+    if (report) print_summary(report, o, &in, c, NULL);
+    tl_set_error("%s", reason);
+    goto done;
+  }
   c->total_rows = sum ? sum->total_rows : 0;
   c->seconds = now_s() - t0;
   if (report) print_summary(report, o, &in, c, sum);

@@ -110,28 +110,39 @@ void tl_split_assign(const int64_t *rows, const int64_t *order, int64_t n, const
   fill_empty_splits(order, n, ratio, split_of);
 }
 
+// Rows kept when every unit gives at most limit rows.
+static int64_t kept_under(const int64_t *rows, int64_t n, int64_t limit) {
+  int64_t kept = 0;
+  for (int64_t i = 0; i < n; i++) kept += rows[i] < limit ? rows[i] : limit;
+  return kept;
+}
+
 int64_t tl_split_cap(const int64_t *rows, const int64_t *order, int64_t n, int64_t cap,
                      int64_t *keep) {
-  int64_t kept = 0;
-  for (int64_t i = 0; i < n; i++) keep[i] = 0;
-  if (cap <= 0) {
-    for (int64_t i = 0; i < n; i++) kept += keep[i] = rows[i];
-    return kept;
-  }
-  // Whole units first: whole flows keep their packets together.
+  int64_t total = 0, longest = 0;
   for (int64_t i = 0; i < n; i++) {
-    int64_t u = order[i];
-    if (kept + rows[u] > cap) continue;
-    keep[u] = rows[u];
-    kept += rows[u];
+    total += rows[i];
+    if (rows[i] > longest) longest = rows[i];
   }
-  // Then part of the units that did not fit, until the cap is reached.
+  if (cap <= 0 || total <= cap) {
+    for (int64_t i = 0; i < n; i++) keep[i] = rows[i];
+    return total;
+  }
+  // Water-filling: the largest per-unit limit that fits under the cap, so that
+  // as many flows as possible are represented (a few long flows taken whole
+  // would leave too few flows to split by flow).
+  int64_t lo = 0, hi = longest;
+  while (lo < hi) {
+    int64_t mid = lo + (hi - lo + 1) / 2;
+    if (kept_under(rows, n, mid) <= cap) lo = mid;
+    else hi = mid - 1;
+  }
+  int64_t kept = 0;
+  for (int64_t i = 0; i < n; i++) kept += keep[i] = rows[i] < lo ? rows[i] : lo;
+  // The remainder, one more row each from the units that have more, in order.
   for (int64_t i = 0; i < n && kept < cap; i++) {
     int64_t u = order[i];
-    if (keep[u] == rows[u]) continue;
-    int64_t take = rows[u] < cap - kept ? rows[u] : cap - kept;
-    keep[u] = take;
-    kept += take;
+    if (keep[u] < rows[u]) keep[u]++, kept++;
   }
   return kept;
 }

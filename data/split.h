@@ -32,10 +32,10 @@ int tl_split_of_hash(uint64_t hash, const double ratio[3]);
 void tl_split_assign(const int64_t *rows, const int64_t *order, int64_t n, const double ratio[3],
                      uint8_t *split_of);
 
-// Per-class cap: visits units in order[] and keeps whole units while they fit
-// under cap rows; then fills what is left from the units that did not fit, in
-// the same order, with part of their rows. Writes keep[unit] (rows kept) and
-// returns the total kept. cap <= 0 keeps everything.
+// Per-class cap: every unit (flow or file) gives at most the same number of rows,
+// the largest limit that fits under cap; the rows still free go one each to
+// units with more, in order[]. So a capped class keeps as many flows as it can.
+// Writes keep[unit] (rows kept) and returns the total kept. cap <= 0 keeps all.
 int64_t tl_split_cap(const int64_t *rows, const int64_t *order, int64_t n, int64_t cap,
                      int64_t *keep);
 

@@ -357,7 +357,7 @@ Test(dataset, split_by_packet_mixes_flows_but_keeps_shares) {
 
 // --- caps and minimums
 
-Test(dataset, cap_takes_whole_flows_first_and_min_drops_classes) {
+Test(dataset, cap_spreads_over_flows_and_min_drops_classes) {
   char *dir = make_dir();
   tl_dataset_options o;
   tl_dataset_options_default(&o, TL_TASK_PACKET);
@@ -392,12 +392,12 @@ Test(dataset, cap_takes_whole_flows_first_and_min_drops_classes) {
   cr_assert_eq(kept[2], 0);
   cr_assert_eq(kept[3], 0);
   cr_assert_eq(sum->total_rows, 110);
-  // alpha's six kept flows go round all three splits; flows the cap left out
-  // do not count as units (beta's single flow can only be in one split).
+  // alpha's kept flows go round all three splits (beta's single flow can only
+  // be in one split).
   for (int sp = 0; sp < 3; sp++) cr_assert(sum->rows[0][sp] > 0, "alpha has rows in split %d", sp);
   tl_dataset_builder_free(b);
 
-  // Shards carry only the kept classes, renumbered; alpha has at most one partial flow.
+  // Shards carry only the kept classes, renumbered.
   tl_shards *s = tl_shards_open(dir, "train");
   cr_assert_eq(tl_shards_n_labels(s), 2);
   cr_assert_str_eq(tl_shards_label_name(s, 0), "alpha");
@@ -416,13 +416,15 @@ Test(dataset, cap_takes_whole_flows_first_and_min_drops_classes) {
     }
     free_table(&t);
   }
-  int partial = 0, whole = 0;
+  // The cap spreads alpha's 55 rows over all 20 flows: 2 each (40), then one
+  // more for 15 of them.
+  int with3 = 0, with2 = 0;
   for (int i = 0; i < 20; i++) {
-    if (rows_of_flow[i] == 10) whole++;
-    else if (rows_of_flow[i] > 0) partial++;
+    if (rows_of_flow[i] == 3) with3++;
+    else if (rows_of_flow[i] == 2) with2++;
   }
-  cr_assert_eq(whole, 5);
-  cr_assert_eq(partial, 1);
+  cr_assert_eq(with3, 15);
+  cr_assert_eq(with2, 5);
   // beta's one flow is cut to 55 rows spread over the whole flow, not its start.
   cr_assert_eq(rows_of_flow[20], 55);
   cr_assert(max_k_beta >= 90, "rows spread over the flow (last packet %d)", max_k_beta);

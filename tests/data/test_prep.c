@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "data/prep.h"
+#include "data/capture.h"
 
 #define PCAPS TL_SHARED_DIR "/data/pcaps"
 
@@ -431,4 +432,61 @@ Test(prep_run, holdout_refuses_flow_ids_that_do_not_line_up) {
   cr_expect(strstr(tl_last_error(), "do not line up"), "%s", tl_last_error());
   cr_expect_eq(pretrain_holdout(T("nothing-here"), T("pre2"), 60, NULL), TL_ERR);
   cr_expect(strstr(tl_last_error(), "manifest.json"), "%s", tl_last_error());
+}
+
+static tl_status run_csv(const char *text, const char *out, tl_prep_counts *c) {
+  char csv[256];
+  snprintf(csv, sizeof csv, "%s", T("awkward.csv"));
+  FILE *f = fopen(csv, "w");
+  fputs(text, f);
+  fclose(f);
+  tl_prep_options o;
+  tl_prep_options_default(&o, TL_TASK_PACKET);
+  o.labels_csv = tl_xstrdup(csv);
+  o.out_dir = tl_xstrdup(out);
+  o.ds.min_per_class = 1;
+  o.progress = 0;
+  tl_status st = tl_prep_run(&o, NULL, c);
+  tl_prep_options_free(&o);
+  return st;
+}
+
+// Spreadsheet exports: a byte order mark, CRLF, quoted cells; a file listed twice
+// is read once (never split twice into train and test); two labels are an error.
+Test(prep_run, labels_csv_bom_quotes_repeats) {
+  tl_prep_counts c;
+  const char *ok = "\xef\xbb\xbfpath,label\r\n"
+                   "\"" PCAPS "/ntp/zeek__ntp.pcap\",\"time\"\r\n"
+                   PCAPS "/snmp/ndpi__snmp.pcap, mgmt\r\n"
+                   PCAPS "/ntp/zeek__ntp.pcap,time\r\n";
+  cr_assert_eq(run_csv(ok, T("out_bom"), &c), TL_OK, "%s", tl_last_error());
+  cr_expect_eq(c.files_total, 2);
+  cr_expect_eq(c.files_read, 2);
+  const char *clash = "path,label\n" PCAPS "/ntp/zeek__ntp.pcap,time\n"
+                      PCAPS "/ntp/zeek__ntp.pcap,mgmt\n";
+  cr_expect_eq(run_csv(clash, T("out_clash"), &c), TL_ERR);
+  cr_expect(strstr(tl_last_error(), "two labels"), "%s", tl_last_error());
+}
+
+Test(prep_run, out_of_range_options_and_fifos_are_refused) {
+  tl_prep_options o;
+  tl_prep_options_default(&o, TL_TASK_PACKET);
+  o.in = tl_xmalloc(sizeof *o.in);
+  o.in[0] = tl_xstrdup(T("tree"));
+  o.n_in = 1;
+  o.out_dir = tl_xstrdup(T("out_opts"));
+  o.flow.max_flows = 0;
+  o.progress = 0;
+  make_tree(T("tree"));
+  cr_expect_eq(tl_prep_run(&o, NULL, NULL), TL_ERR);
+  cr_expect(strstr(tl_last_error(), "--max-flows 0"), "%s", tl_last_error());
+  tl_prep_options_free(&o);
+
+  // A FIFO among the captures is refused at once instead of blocking the run.
+  char fifo[512];
+  snprintf(fifo, sizeof fifo, "%s", T("fifo.pcap"));
+  cr_assert_eq(mkfifo(fifo, 0600), 0);
+  tl_capture *cap = tl_capture_open(fifo);
+  cr_expect_null(cap);
+  cr_expect(strstr(tl_last_error(), "FIFO"), "%s", tl_last_error());
 }

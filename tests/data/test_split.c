@@ -92,13 +92,18 @@ Test(split, zero_ratio_split_gets_nothing) {
   cr_assert(hashed[1] > 850 && hashed[1] < 1150, "about a tenth: %d", hashed[1]);
 }
 
-Test(split, cap_whole_units_first_then_partial) {
+Test(split, cap_spreads_rows_over_units) {
   int64_t rows[5] = {10, 30, 10, 10, 10}, order[5] = {1, 0, 2, 3, 4}, keep[5];
-  // Cap 45: unit 1 (30) and unit 0 (10) fit whole, 2 does not (50 > 45) and
-  // gives 5 rows; 3 and 4 give none.
+  // Cap 45: a limit of 9 rows per unit keeps 45, so every unit stays.
   int64_t kept = tl_split_cap(rows, order, 5, 45, keep);
   cr_assert_eq(kept, 45);
-  cr_assert(keep[1] == 30 && keep[0] == 10 && keep[2] == 5 && keep[3] == 0 && keep[4] == 0);
+  for (int u = 0; u < 5; u++) cr_assert_eq(keep[u], 9, "unit %d", u);
+  // Cap 47: limit 9 (45), then one more from units 1 and 0, the first in order.
+  cr_assert_eq(tl_split_cap(rows, order, 5, 47, keep), 47);
+  cr_assert(keep[1] == 10 && keep[0] == 10 && keep[2] == 9 && keep[3] == 9 && keep[4] == 9);
+  // Cap 60: limit 10 takes the short units whole (40); the long one gives 20.
+  cr_assert_eq(tl_split_cap(rows, order, 5, 60, keep), 60);
+  cr_assert(keep[1] == 20 && keep[0] == 10 && keep[4] == 10);
   cr_assert_eq(tl_split_cap(rows, order, 5, 0, keep), 70, "cap 0 keeps all");
   cr_assert_eq(tl_split_cap(rows, order, 5, 1000, keep), 70);
 }
