@@ -19,13 +19,17 @@
 # --pretrain STEPS pre-trains on this dataset's own captures, restricted to flows
 # that are in the train split (bench/f1/shards_tool.py pretrain-filter; needs h5py);
 # neither: random init (the no-pre-training baseline).
-# Environment: TL_BUILD (default build), PYTHON (default python3).
+# Environment: TL_BUILD (default build), PYTHON (default python3), OMP_* (OMP_WAIT_POLICY
+# defaults to passive).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build=${TL_BUILD:-$root/build}
 py=${PYTHON:-python3}
+# Why: on a busy machine libgomp's spinning threads burn the time slices the work needs
+# (bench/RESULTS.md, "## train"); passive waits cost little on a quiet one.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 
 die() { echo "run.sh: $*" >&2; exit 2; }
 [ $# -ge 2 ] || die "usage: run.sh DATASET_DIR NAME [options] (see the head of this file)"
