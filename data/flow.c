@@ -246,8 +246,9 @@ static void process(tl_flow_table *t, const tl_prec *r) {
   if (t->sink.on_burst)
     pktbuf_push(&f->burst, t->opt.burst_packets, t->opt.keep_bytes, r->data, r->n);
 
-  // The flow sample: its first K packets, reported as soon as it has them.
-  if (t->sink.on_flow && !f->sample_done) {
+  // The flow sample: its first K packets (with at least min_payload bytes of
+  // payload each), reported as soon as it has them.
+  if (t->sink.on_flow && !f->sample_done && r->payload >= (uint32_t)t->opt.min_payload) {
     pktbuf_push(&f->first, t->opt.flow_packets, t->opt.keep_bytes, r->data, r->n);
     if (f->first.n >= t->opt.flow_packets) {
       report(t, f->id, &f->first, t->sink.on_flow);

@@ -26,9 +26,9 @@ typedef struct {
   size_t keep_bytes;      // model bytes kept per packet (longer ones are cut)
   int burst_packets;      // packets kept per burst for on_burst (more are counted only)
   int flow_packets;       // first K packets kept per flow for on_flow
-  int min_payload;        // on_packet skips packets with fewer transport payload bytes
-                          // (pure ACKs carry no class information); flows and bursts
-                          // still see every packet
+  int min_payload;        // on_packet and flow samples skip packets with fewer transport
+                          // payload bytes (pure ACKs carry no class information);
+                          // bursts and flow identity still see every packet
 } tl_flow_options;
 
 // Defaults: idle 60 s, linger 2 s, 100000 flows, no VLAN key, window 4096,

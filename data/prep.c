@@ -507,6 +507,9 @@ static void print_summary(FILE *f, const tl_prep_options *o, const tl_inputs *in
   if (o->holdout_of)
     fprintf(f, "  holdout  %lld bursts of %s's valid and test flows left out\n",
             (long long)c->held_out_bursts, o->holdout_of);
+  if (o->ds.task == TL_TASK_FLOW && o->flow.min_payload > 0)
+    fprintf(f, "  payload  flow samples take the first %d packets with >= %d payload bytes\n",
+            o->ds.flow_packets, o->flow.min_payload);
   if (o->ds.task == TL_TASK_PACKET)
     fprintf(f, "  payload  %lld packets with under %d payload bytes left out (--min-payload)\n",
             (long long)fl->small_payload, o->flow.min_payload);

@@ -311,8 +311,8 @@ Test(flow, counts_match_tshark) {
 }
 
 // min_payload: pure ACKs (TCP header, no data) never reach on_packet, but bursts
-// and flow samples still see them.
-Test(flow, min_payload_filters_packet_samples_only) {
+// still see them.
+Test(flow, min_payload_filters_packet_samples) {
   static uint8_t ip[20 + 20 + 10]; // IPv4 header, TCP header (data offset 5), data
   ip[20 + 12] = 5 << 4;
   tl_flow_options o = opts();
@@ -337,6 +337,29 @@ Test(flow, min_payload_filters_packet_samples_only) {
   cr_expect_eq(r.first_byte[1], 3);
   cr_expect_eq(r.first_byte[2], 11);
   cr_expect_eq(tl_flow_table_stats(t)->small_payload, 3);
-  cr_expect_eq(r.flow_len[0], 4, "flow samples keep the ACKs");
+  cr_expect_eq(r.flow_len[0], 2, "flow samples take only the data packets");
+  cr_expect_eq(tl_flow_table_stats(t)->bursts, 2, "bursts still see every packet");
+  tl_flow_table_free(t);
+}
+
+// With min_payload, a flow sample is the first K packets that carry payload.
+Test(flow, min_payload_flow_samples_skip_empty_packets) {
+  static uint8_t ip[20 + 20 + 10];
+  ip[20 + 12] = 5 << 4;
+  tl_flow_options o = opts();
+  o.min_payload = 1;
+  o.flow_packets = 2;
+  tl_rec r;
+  tl_flow_table *t = table(&o, &r);
+  uint32_t lens[] = {40, 40, 40, 50, 40, 45, 50}; // handshake, data, ACK, data, data
+  for (int i = 0; i < 7; i++) {
+    tl_packet_info in = pkt(6, 1, 1234, 2, 80, 0x10);
+    in.ip = ip, in.ip_len = lens[i], in.l4_off = 20;
+    add(t, in, i, (uint64_t)i + 1, (uint8_t)i);
+  }
+  cr_assert_eq(tl_flow_table_flush(t), TL_OK);
+  cr_assert_eq(r.n_flows, 1);
+  cr_expect_eq(r.flow_len[0], 2);
+  cr_expect_eq(tl_flow_table_stats(t)->bursts, 1, "bursts still see every packet");
   tl_flow_table_free(t);
 }
