@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "core/dev_kernels.h"
+
 // The tape is an array of node pointers; nodes live in the arena. The array
 // itself only grows, so after the first step recording allocates nothing.
 static _Thread_local tl_node **g_tape;
@@ -39,10 +41,7 @@ tl_node *tl_record(const char *op, tl_backward_fn backward, tl_tensor *out,
 }
 
 tl_tensor *tl_grad(tl_tensor *t) {
-  if (!t->grad) {
-    t->grad = tl_zeros(t->dtype, t->rank, t->shape);
-    t->grad->device = t->device;
-  }
+  if (!t->grad) t->grad = tl_zeros_like(t); // on t's device
   return t->grad;
 }
 
@@ -63,7 +62,7 @@ void tl_backward(tl_tensor *loss) {
   TL_ASSERTF(loss->requires_grad, "backward from a tensor that does not require grad");
   TL_ASSERT(loss->dtype == TL_F32);
   tl_tensor *seed = tl_grad(loss);
-  ((float *)seed->data)[0] += 1.0f;
+  tl_dev_add_const(seed->device, seed->data, 1.0f, 1);
   run_tape_backward();
 }
 
@@ -72,6 +71,14 @@ void tl_backward_with(tl_tensor *out, const tl_tensor *grad_out) {
              tl_shape_str(grad_out), tl_shape_str(out));
   TL_ASSERTF(out->requires_grad, "backward from a tensor that does not require grad");
   tl_tensor *seed = tl_grad(out);
+  if (out->device == TL_CUDA) {
+    // The upstream gradient, on the device too, added through its strides.
+    TL_ASSERTF(grad_out->device == TL_CUDA, "upstream grad must be on the output's device");
+    tl_dev_strided_add(TL_CUDA, seed->data, seed->stride, grad_out->data, grad_out->stride,
+                       out->shape, out->rank);
+    run_tape_backward();
+    return;
+  }
   float *g = seed->data;
   int64_t n = tl_numel(out);
   tl_tensor *contiguous_up = tl_empty(TL_F32, grad_out->rank, grad_out->shape);

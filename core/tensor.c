@@ -1,5 +1,7 @@
 #include "core/tensor.h"
 
+#include "core/device.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -159,8 +161,13 @@ tl_tensor *tl_zeros(tl_dtype dtype, int rank, const int64_t *shape) {
   return t;
 }
 
-tl_tensor *tl_empty_like(const tl_tensor *t) { return tl_empty(t->dtype, t->rank, t->shape); }
-tl_tensor *tl_zeros_like(const tl_tensor *t) { return tl_zeros(t->dtype, t->rank, t->shape); }
+// On t's device: a CUDA tensor's likeness comes from the device arena (device.h).
+tl_tensor *tl_empty_like(const tl_tensor *t) {
+  return tl_empty_on(t->device, t->dtype, t->rank, t->shape);
+}
+tl_tensor *tl_zeros_like(const tl_tensor *t) {
+  return tl_zeros_on(t->device, t->dtype, t->rank, t->shape);
+}
 
 tl_tensor *tl_from_data(tl_dtype dtype, int rank, const int64_t *shape, void *data) {
   tl_tensor *t = new_header(dtype, rank, shape);
