@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include "core/ops.h"
+#include "core/ops_cuda.h"
 #include "kernels/cpu/attention.h"
 
 typedef struct attn_ctx {
@@ -16,9 +17,9 @@ static void check_inputs(const tl_tensor *q, const tl_tensor *k, const tl_tensor
                          const tl_attention_opts *o) {
   const tl_tensor *t[3] = {q, k, v};
   for (int i = 0; i < 3; i++) {
-    TL_ASSERTF(t[i]->dtype == TL_F32 && t[i]->rank == 4 && t[i]->device == TL_CPU,
-               "attention: %c must be an f32 CPU tensor [B, H, T, D], got %s", "qkv"[i],
-               tl_shape_str(t[i]));
+    TL_ASSERTF(t[i]->dtype == TL_F32 && t[i]->rank == 4 && t[i]->device == q->device,
+               "attention: %c must be an f32 tensor [B, H, T, D] on q's device, got %s",
+               "qkv"[i], tl_shape_str(t[i]));
     TL_ASSERTF(t[i]->stride[3] == 1 || t[i]->shape[3] == 1,
                "attention: %c's last dim must be contiguous", "qkv"[i]);
   }
@@ -82,6 +83,9 @@ tl_tensor *tl_attention(tl_tensor *q, tl_tensor *k, tl_tensor *v, const tl_atten
   static const tl_attention_opts none = {0};
   if (!o) o = &none;
   check_inputs(q, k, v, o);
+#ifdef TL_HAVE_CUDA
+  if (q->device == TL_CUDA) return tl_attention_cuda(q, k, v, o);
+#endif
   tl_arena *arena = tl_get_arena();
   attn_ctx *c = tl_arena_alloc(arena, sizeof *c);
   c->a = make_args(q, k, v, o);

@@ -6,24 +6,24 @@
 // the caller derives (seed, offset) from the step. Callers give each dropout
 // site in a step its own offset range (e.g. offset += numel after each call).
 #include "core/ops.h"
-#include "kernels/cpu/elementwise.h"
+#include "core/dev_kernels.h"
+#include "core/device.h"
 
 static void dropout_backward(tl_node *node) {
   tl_tensor *x = node->in[0];
   if (!x->requires_grad) return;
-  tl_cpu_dropout(tl_grad(x)->data, node->out->grad->data, tl_numel(x), node->f[0],
+  tl_dev_dropout(x->device, tl_grad(x)->data, node->out->grad->data, tl_numel(x), node->f[0],
                  (uint64_t)node->i[0], (uint64_t)node->i[1], true);
 }
 
 tl_tensor *tl_dropout(tl_tensor *x, float p, uint64_t seed, uint64_t offset) {
   TL_ASSERTF(x->dtype == TL_F32, "dropout: expected f32, got %s", tl_dtype_name(x->dtype));
-  TL_ASSERTF(x->device == TL_CPU, "dropout: no CUDA kernel yet");
   TL_ASSERTF(p >= 0.0f && p < 1.0f, "dropout: p = %g outside [0, 1)", p);
   if (p == 0.0f) return x;
   x = tl_contiguous(x);
 
-  tl_tensor *y = tl_empty(TL_F32, x->rank, x->shape);
-  tl_cpu_dropout(y->data, x->data, tl_numel(x), p, seed, offset, false);
+  tl_tensor *y = tl_empty_on(x->device, TL_F32, x->rank, x->shape);
+  tl_dev_dropout(x->device, y->data, x->data, tl_numel(x), p, seed, offset, false);
   if (tl_needs_grad(&x, 1)) {
     tl_node *node = tl_record("dropout", dropout_backward, y, &x, 1);
     node->f[0] = p;

@@ -2,11 +2,11 @@
 // activations (gelu, tanh, silu, swiglu). Shape checks and the tape here; the
 // loops in kernels/cpu/elementwise.c.
 #include "core/ops.h"
-#include "kernels/cpu/elementwise.h"
+#include "core/dev_kernels.h"
+#include "core/device.h"
 
 static void check_input(const tl_tensor *x, const char *op) {
   TL_ASSERTF(x->dtype == TL_F32, "%s: expected f32, got %s", op, tl_dtype_name(x->dtype));
-  TL_ASSERTF(x->device == TL_CPU, "%s: no CUDA kernel yet", op);
 }
 
 static float *fdata(const tl_tensor *t) { return (float *)t->data; }
@@ -20,9 +20,7 @@ static const char *shp(const tl_tensor *t, char *buf) {
 
 // Output of an elementwise op: contiguous, a's shape, a's device.
 static tl_tensor *new_like(const tl_tensor *a) {
-  tl_tensor *y = tl_empty(TL_F32, a->rank, a->shape);
-  y->device = a->device;
-  return y;
+  return tl_empty_on(a->device, TL_F32, a->rank, a->shape);
 }
 
 // --- add, sub, mul -------------------------------------------------------------
@@ -40,20 +38,21 @@ static void binary_backward(tl_node *node) {
   tl_cpu_binop op = (tl_cpu_binop)node->i[0];
   const float *dy = fdata(node->out->grad);
   int64_t n = tl_numel(a), nb = tl_numel(b);
+  tl_device dev = a->device;
 
   // d/da: dy for add and sub, dy * b (b broadcast over rows) for mul.
   if (a->requires_grad) {
-    if (op == TL_BIN_MUL) tl_cpu_mul_acc(fdata(tl_grad(a)), dy, fdata(b), n, nb);
-    else tl_cpu_axpy(fdata(tl_grad(a)), dy, 1.0f, n);
+    if (op == TL_BIN_MUL) tl_dev_mul_acc(dev, fdata(tl_grad(a)), dy, fdata(b), n, nb);
+    else tl_dev_axpy(dev, fdata(tl_grad(a)), dy, 1.0f, n);
   }
   // d/db: the same with the broadcast rows summed out.
   if (b->requires_grad) {
     float s = op == TL_BIN_SUB ? -1.0f : 1.0f;
     const float *w = op == TL_BIN_MUL ? fdata(a) : NULL;
     float *db = fdata(tl_grad(b));
-    if (nb == n && w) tl_cpu_mul_acc(db, dy, w, n, n);
-    else if (nb == n) tl_cpu_axpy(db, dy, s, n);
-    else tl_cpu_colsum_acc(db, dy, w, s, n, nb);
+    if (nb == n && w) tl_dev_mul_acc(dev, db, dy, w, n, n);
+    else if (nb == n) tl_dev_axpy(dev, db, dy, s, n);
+    else tl_dev_colsum_acc(dev, db, dy, w, s, n, nb);
   }
 }
 
@@ -62,11 +61,12 @@ static tl_tensor *binary(tl_tensor *a, tl_tensor *b, tl_cpu_binop op, const char
   check_input(b, name);
   TL_ASSERTF(row_broadcastable(a, b), "%s: b %s is neither a's shape %s nor its trailing dims",
              name, SHP(b), SHP(a));
+  TL_ASSERTF(a->device == b->device, "%s: a and b are on different devices", name);
   a = tl_contiguous(a);
   b = tl_contiguous(b);
 
   tl_tensor *y = new_like(a);
-  tl_cpu_binary(op, fdata(a), fdata(b), fdata(y), tl_numel(a), tl_numel(b));
+  tl_dev_binary(a->device, op, fdata(a), fdata(b), fdata(y), tl_numel(a), tl_numel(b));
   tl_tensor *in[2] = {a, b};
   if (tl_needs_grad(in, 2)) tl_record(name, binary_backward, y, in, 2)->i[0] = op;
   return y;
@@ -81,28 +81,28 @@ tl_tensor *tl_mul(tl_tensor *a, tl_tensor *b) { return binary(a, b, TL_BIN_MUL, 
 static void scale_backward(tl_node *node) {
   tl_tensor *a = node->in[0];
   if (a->requires_grad)
-    tl_cpu_axpy(fdata(tl_grad(a)), fdata(node->out->grad), node->f[0], tl_numel(a));
+    tl_dev_axpy(a->device, fdata(tl_grad(a)), fdata(node->out->grad), node->f[0], tl_numel(a));
 }
 
 tl_tensor *tl_scale(tl_tensor *a, float s) {
   check_input(a, "scale");
   a = tl_contiguous(a);
   tl_tensor *y = new_like(a);
-  tl_cpu_scale(fdata(y), fdata(a), s, tl_numel(a));
+  tl_dev_scale(a->device, fdata(y), fdata(a), s, tl_numel(a));
   if (tl_needs_grad(&a, 1)) tl_record("scale", scale_backward, y, &a, 1)->f[0] = s;
   return y;
 }
 
 // --- unary activations -----------------------------------------------------------
 
-typedef void (*unary_fwd)(float *y, const float *x, int64_t n);
+typedef void (*unary_fwd)(tl_device dev, float *y, const float *x, int64_t n);
 
 // Runs a unary kernel on a contiguous copy of x and records backward.
 static tl_tensor *unary(tl_tensor *x, unary_fwd fwd, tl_backward_fn bwd, const char *name) {
   check_input(x, name);
   x = tl_contiguous(x);
   tl_tensor *y = new_like(x);
-  fwd(fdata(y), fdata(x), tl_numel(x));
+  fwd(x->device, fdata(y), fdata(x), tl_numel(x));
   if (tl_needs_grad(&x, 1)) tl_record(name, bwd, y, &x, 1);
   return y;
 }
@@ -110,26 +110,28 @@ static tl_tensor *unary(tl_tensor *x, unary_fwd fwd, tl_backward_fn bwd, const c
 static void gelu_backward(tl_node *node) {
   tl_tensor *x = node->in[0];
   if (x->requires_grad)
-    tl_cpu_gelu_bwd(fdata(tl_grad(x)), fdata(node->out->grad), fdata(x), tl_numel(x));
+    tl_dev_gelu_bwd(x->device, fdata(tl_grad(x)), fdata(node->out->grad), fdata(x),
+                    tl_numel(x));
 }
 
 static void tanh_backward(tl_node *node) {
   tl_tensor *x = node->in[0];
   // 1 - tanh^2 from the saved output, not recomputed.
   if (x->requires_grad)
-    tl_cpu_tanh_bwd(fdata(tl_grad(x)), fdata(node->out->grad), fdata(node->out),
+    tl_dev_tanh_bwd(x->device, fdata(tl_grad(x)), fdata(node->out->grad), fdata(node->out),
                     tl_numel(x));
 }
 
 static void silu_backward(tl_node *node) {
   tl_tensor *x = node->in[0];
   if (x->requires_grad)
-    tl_cpu_silu_bwd(fdata(tl_grad(x)), fdata(node->out->grad), fdata(x), tl_numel(x));
+    tl_dev_silu_bwd(x->device, fdata(tl_grad(x)), fdata(node->out->grad), fdata(x),
+                    tl_numel(x));
 }
 
-tl_tensor *tl_gelu(tl_tensor *x) { return unary(x, tl_cpu_gelu, gelu_backward, "gelu"); }
-tl_tensor *tl_tanh(tl_tensor *x) { return unary(x, tl_cpu_tanh, tanh_backward, "tanh"); }
-tl_tensor *tl_silu(tl_tensor *x) { return unary(x, tl_cpu_silu, silu_backward, "silu"); }
+tl_tensor *tl_gelu(tl_tensor *x) { return unary(x, tl_dev_gelu, gelu_backward, "gelu"); }
+tl_tensor *tl_tanh(tl_tensor *x) { return unary(x, tl_dev_tanh, tanh_backward, "tanh"); }
+tl_tensor *tl_silu(tl_tensor *x) { return unary(x, tl_dev_silu, silu_backward, "silu"); }
 
 // --- swiglu ----------------------------------------------------------------------
 
@@ -137,17 +139,19 @@ static void swiglu_backward(tl_node *node) {
   tl_tensor *g = node->in[0], *u = node->in[1];
   float *dg = g->requires_grad ? fdata(tl_grad(g)) : NULL;
   float *du = u->requires_grad ? fdata(tl_grad(u)) : NULL;
-  tl_cpu_swiglu_bwd(dg, du, fdata(node->out->grad), fdata(g), fdata(u), tl_numel(g));
+  tl_dev_swiglu_bwd(g->device, dg, du, fdata(node->out->grad), fdata(g), fdata(u),
+                    tl_numel(g));
 }
 
 tl_tensor *tl_swiglu(tl_tensor *gate, tl_tensor *up) {
   check_input(gate, "swiglu");
   check_input(up, "swiglu");
   TL_ASSERTF(tl_same_shape(gate, up), "swiglu: gate %s, up %s", SHP(gate), SHP(up));
+  TL_ASSERTF(gate->device == up->device, "swiglu: gate and up are on different devices");
   gate = tl_contiguous(gate);
   up = tl_contiguous(up);
   tl_tensor *y = new_like(gate);
-  tl_cpu_swiglu(fdata(y), fdata(gate), fdata(up), tl_numel(gate));
+  tl_dev_swiglu(gate->device, fdata(y), fdata(gate), fdata(up), tl_numel(gate));
   tl_tensor *in[2] = {gate, up};
   if (tl_needs_grad(in, 2)) tl_record("swiglu", swiglu_backward, y, in, 2);
   return y;

@@ -4,12 +4,11 @@
 // whose last two dims are row- or column-major go to BLAS as they are, with a
 // leading dimension and a trans flag, and only other layouts are copied.
 #include "core/ops.h"
-#include "kernels/cpu/elementwise.h"
-#include "kernels/cpu/linalg.h"
+#include "core/dev_kernels.h"
+#include "core/device.h"
 
 static void check_input(const tl_tensor *x, const char *op) {
   TL_ASSERTF(x->dtype == TL_F32, "%s: expected f32, got %s", op, tl_dtype_name(x->dtype));
-  TL_ASSERTF(x->device == TL_CPU, "%s: no CUDA kernel yet", op);
 }
 
 static const char *shp(const tl_tensor *t, char *buf) {
@@ -111,6 +110,7 @@ static void matmul_backward(tl_node *node) {
   matmul_dims d = matmul_shape(a, b, ta, tb);
   tl_cpu_mat opa = op_layout(a, ta, false), opb = op_layout(b, tb, d.shared_b);
   tl_cpu_mat g = dense_layout(fdata(y->grad), y); // dY [.., M, N]
+  tl_device dev = a->device;
 
   if (a->requires_grad) {
     tl_tensor *ga = tl_grad(a);
@@ -118,13 +118,15 @@ static void matmul_backward(tl_node *node) {
     int64_t gs[2] = {gm.bstride[0], gm.bstride[1]};
     if (!ta && d.shared_b) {
       // dA = dY B^T for all batches at once: both are dense [batch*M, ..].
-      tl_cpu_gemm(d.nb[0] * d.nb[1] * d.M, d.K, d.N, g, tl_cpu_mat_t(opb), 1.0f, fdata(ga),
+      tl_dev_gemm(dev, d.nb[0] * d.nb[1] * d.M, d.K, d.N, g, tl_cpu_mat_t(opb), 1.0f, fdata(ga),
                   gm.ld);
     } else if (!ta) {
-      tl_cpu_gemm_batched(d.nb, d.M, d.K, d.N, g, tl_cpu_mat_t(opb), 1.0f, fdata(ga), gm.ld, gs);
+      tl_dev_gemm_batched(dev, d.nb, d.M, d.K, d.N, g, tl_cpu_mat_t(opb), 1.0f, fdata(ga), gm.ld,
+                          gs);
     } else {
       // a holds A^T [K, M]: its gradient is (dY B^T)^T = B dY^T.
-      tl_cpu_gemm_batched(d.nb, d.K, d.M, d.N, opb, tl_cpu_mat_t(g), 1.0f, fdata(ga), gm.ld, gs);
+      tl_dev_gemm_batched(dev, d.nb, d.K, d.M, d.N, opb, tl_cpu_mat_t(g), 1.0f, fdata(ga), gm.ld,
+                          gs);
     }
   }
 
@@ -135,14 +137,16 @@ static void matmul_backward(tl_node *node) {
     int64_t rows = d.nb[0] * d.nb[1] * d.M;
     if (d.shared_b && rows_flatten(opa, d.M, d.nb)) {
       // Shared b: the batch sum is one product over the stacked rows of A and dY.
-      if (!tb) tl_cpu_gemm(d.K, d.N, rows, tl_cpu_mat_t(opa), g, 1.0f, fdata(gb), gm.ld);
-      else tl_cpu_gemm(d.N, d.K, rows, tl_cpu_mat_t(g), opa, 1.0f, fdata(gb), gm.ld);
+      if (!tb) tl_dev_gemm(dev, d.K, d.N, rows, tl_cpu_mat_t(opa), g, 1.0f, fdata(gb), gm.ld);
+      else tl_dev_gemm(dev, d.N, d.K, rows, tl_cpu_mat_t(g), opa, 1.0f, fdata(gb), gm.ld);
     } else if (!tb) {
       // dB = A^T dY per batch (summed in order into a shared b's gradient).
-      tl_cpu_gemm_batched(d.nb, d.K, d.N, d.M, tl_cpu_mat_t(opa), g, 1.0f, fdata(gb), gm.ld, gs);
+      tl_dev_gemm_batched(dev, d.nb, d.K, d.N, d.M, tl_cpu_mat_t(opa), g, 1.0f, fdata(gb), gm.ld,
+                          gs);
     } else {
       // b holds B^T [N, K]: its gradient is dY^T A.
-      tl_cpu_gemm_batched(d.nb, d.N, d.K, d.M, tl_cpu_mat_t(g), opa, 1.0f, fdata(gb), gm.ld, gs);
+      tl_dev_gemm_batched(dev, d.nb, d.N, d.K, d.M, tl_cpu_mat_t(g), opa, 1.0f, fdata(gb), gm.ld,
+                          gs);
     }
   }
 }
@@ -153,6 +157,8 @@ tl_tensor *tl_matmul(tl_tensor *a, tl_tensor *b, bool trans_a, bool trans_b) {
   TL_ASSERTF(a->rank >= 2 && b->rank >= 2, "matmul: a %s and b %s need rank >= 2", SHP(a),
              SHP(b));
   matmul_dims d = matmul_shape(a, b, trans_a, trans_b);
+  TL_ASSERTF(a->device == b->device, "matmul: a and b are on different devices");
+  tl_device dev = a->device;
 
   // Operands BLAS cannot read in place become contiguous copies (on the tape).
   tl_cpu_mat m;
@@ -165,15 +171,15 @@ tl_tensor *tl_matmul(tl_tensor *a, tl_tensor *b, bool trans_a, bool trans_b) {
   for (int k = 0; k < a->rank - 2; k++) shape[k] = a->shape[k];
   shape[a->rank - 2] = d.M;
   shape[a->rank - 1] = d.N;
-  tl_tensor *y = tl_empty(TL_F32, a->rank, shape);
+  tl_tensor *y = tl_empty_on(dev, TL_F32, a->rank, shape);
   tl_cpu_mat ym = dense_layout(fdata(y), y);
 
   if (d.shared_b && rows_flatten(opa, d.M, d.nb)) {
     // Every batch times the same b: one tall product, which BLAS threads best.
-    tl_cpu_gemm(d.nb[0] * d.nb[1] * d.M, d.N, d.K, opa, opb, 0.0f, fdata(y), ym.ld);
+    tl_dev_gemm(dev, d.nb[0] * d.nb[1] * d.M, d.N, d.K, opa, opb, 0.0f, fdata(y), ym.ld);
   } else {
     int64_t ys[2] = {ym.bstride[0], ym.bstride[1]};
-    tl_cpu_gemm_batched(d.nb, d.M, d.N, d.K, opa, opb, 0.0f, fdata(y), ym.ld, ys);
+    tl_dev_gemm_batched(dev, d.nb, d.M, d.N, d.K, opa, opb, 0.0f, fdata(y), ym.ld, ys);
   }
 
   tl_tensor *in[2] = {a, b};
@@ -191,18 +197,19 @@ static void linear_backward(tl_node *node) {
   tl_tensor *x = node->in[0], *w = node->in[1], *bias = node->n_in > 2 ? node->in[2] : NULL;
   int64_t in = w->shape[1], out = w->shape[0];
   int64_t rows = tl_numel(node->out) / (out ? out : 1);
+  tl_device dev = x->device;
   tl_cpu_mat dy = {.p = fdata(node->out->grad), .ld = out > 1 ? out : 1};
   tl_cpu_mat xm = {.p = fdata(x), .ld = in > 1 ? in : 1};
   tl_cpu_mat wm = {.p = fdata(w), .ld = in > 1 ? in : 1};
 
   // dX [rows, in] += dY [rows, out] W [out, in]
-  if (x->requires_grad) tl_cpu_gemm(rows, in, out, dy, wm, 1.0f, fdata(tl_grad(x)), wm.ld);
+  if (x->requires_grad) tl_dev_gemm(dev, rows, in, out, dy, wm, 1.0f, fdata(tl_grad(x)), wm.ld);
   // dW [out, in] += dY^T [out, rows] X [rows, in]
   if (w->requires_grad)
-    tl_cpu_gemm(out, in, rows, tl_cpu_mat_t(dy), xm, 1.0f, fdata(tl_grad(w)), wm.ld);
+    tl_dev_gemm(dev, out, in, rows, tl_cpu_mat_t(dy), xm, 1.0f, fdata(tl_grad(w)), wm.ld);
   // dbias [out] += column sums of dY
   if (bias && bias->requires_grad)
-    tl_cpu_colsum_acc(fdata(tl_grad(bias)), dy.p, NULL, 1.0f, rows * out, out);
+    tl_dev_colsum_acc(dev, fdata(tl_grad(bias)), dy.p, NULL, 1.0f, rows * out, out);
 }
 
 tl_tensor *tl_linear(tl_tensor *x, tl_tensor *w, tl_tensor *bias) {
@@ -211,6 +218,9 @@ tl_tensor *tl_linear(tl_tensor *x, tl_tensor *w, tl_tensor *bias) {
   TL_ASSERTF(w->rank == 2 && x->rank >= 1 && x->shape[x->rank - 1] == w->shape[1],
              "linear: x %s, w %s: expected x [.., in] and w [out, in]", SHP(x), SHP(w));
   int64_t in = w->shape[1], out = w->shape[0];
+  TL_ASSERTF(x->device == w->device && (!bias || bias->device == x->device),
+             "linear: x, w and bias are on different devices");
+  tl_device dev = x->device;
   if (bias) {
     check_input(bias, "linear");
     TL_ASSERTF(bias->rank == 1 && bias->shape[0] == out, "linear: bias %s for w %s",
@@ -224,12 +234,12 @@ tl_tensor *tl_linear(tl_tensor *x, tl_tensor *w, tl_tensor *bias) {
   int64_t shape[TL_MAX_RANK];
   for (int k = 0; k < x->rank; k++) shape[k] = x->shape[k];
   shape[x->rank - 1] = out;
-  tl_tensor *y = tl_empty(TL_F32, x->rank, shape);
+  tl_tensor *y = tl_empty_on(dev, TL_F32, x->rank, shape);
   int64_t rows = tl_numel(y) / (out ? out : 1);
-  if (bias) tl_cpu_fill_rows(fdata(y), fdata(bias), rows, out);
+  if (bias) tl_dev_fill_rows(dev, fdata(y), fdata(bias), rows, out);
   tl_cpu_mat xm = {.p = fdata(x), .ld = in > 1 ? in : 1};
   tl_cpu_mat wt = {.p = fdata(w), .ld = in > 1 ? in : 1, .t = true};
-  tl_cpu_gemm(rows, out, in, xm, wt, bias ? 1.0f : 0.0f, fdata(y), out > 1 ? out : 1);
+  tl_dev_gemm(dev, rows, out, in, xm, wt, bias ? 1.0f : 0.0f, fdata(y), out > 1 ? out : 1);
 
   tl_tensor *inputs[3] = {x, w, bias};
   int n_in = bias ? 3 : 2;

@@ -1,5 +1,6 @@
 // ops_loss.c: fused softmax cross entropy (tape glue; loops in kernels/cpu/loss.c).
 #include "core/ops.h"
+#include "core/ops_cuda.h"
 #include "kernels/cpu/loss.h"
 
 typedef struct ce_ctx {
@@ -17,13 +18,14 @@ static void check_inputs(const tl_tensor *logits, const tl_tensor *targets, int 
   TL_ASSERTF(targets->dtype == TL_I32 && targets->rank == 1 && tl_is_contiguous(targets),
              "cross_entropy: targets must be contiguous i32 [N], got %s",
              tl_shape_str(targets));
-  TL_ASSERTF(logits->device == TL_CPU && targets->device == TL_CPU,
-             "cross_entropy: only the CPU kernel exists");
+  TL_ASSERTF(targets->device == TL_CPU || targets->device == logits->device,
+             "cross_entropy: targets on another GPU than the logits");
   int64_t N = logits->shape[0], V = logits->shape[1];
   TL_ASSERTF(targets->shape[0] == N, "cross_entropy: %lld targets for %lld rows",
              (long long)targets->shape[0], (long long)N);
+  // Host targets are checked here; device ones by the kernel (ops_cuda.c).
   const int32_t *tg = targets->data;
-  for (int64_t n = 0; n < N; n++)
+  for (int64_t n = 0; targets->device == TL_CPU && n < N; n++)
     TL_ASSERTF(tg[n] == ignore || (tg[n] >= 0 && tg[n] < V),
                "cross_entropy: target %d at row %lld is outside [0, %lld)", tg[n],
                (long long)n, (long long)V);
@@ -42,6 +44,9 @@ static void cross_entropy_backward(tl_node *node) {
 
 tl_tensor *tl_cross_entropy(tl_tensor *logits, tl_tensor *targets, int ignore_index) {
   check_inputs(logits, targets, ignore_index);
+#ifdef TL_HAVE_CUDA
+  if (logits->device == TL_CUDA) return tl_cross_entropy_cuda(logits, targets, ignore_index);
+#endif
   int64_t N = logits->shape[0], V = logits->shape[1];
 
   // Forward: per-row logsumexp (saved) and the mean over the rows that count.

@@ -3,7 +3,8 @@
 #include <omp.h>
 
 #include "core/ops.h"
-#include "kernels/cpu/norm.h"
+#include "core/dev_kernels.h"
+#include "core/device.h"
 
 typedef struct norm_ctx {
   float *mean;  // [N] (layernorm only)
@@ -16,7 +17,8 @@ static void check_inputs(const char *op, const tl_tensor *x, const tl_tensor *ga
                          const tl_tensor *beta) {
   TL_ASSERTF(x->dtype == TL_F32 && x->rank >= 1 && tl_is_contiguous(x),
              "%s: x must be contiguous f32 of rank >= 1, got %s", op, tl_shape_str(x));
-  TL_ASSERTF(x->device == TL_CPU, "%s: only the CPU kernel exists", op);
+  TL_ASSERTF(!gamma || gamma->device == x->device, "%s: gamma on another device", op);
+  TL_ASSERTF(!beta || beta->device == x->device, "%s: beta on another device", op);
   int64_t C = x->shape[x->rank - 1];
   const tl_tensor *p[2] = {gamma, beta};
   for (int i = 0; i < 2; i++) {
@@ -30,13 +32,13 @@ static void check_inputs(const char *op, const tl_tensor *x, const tl_tensor *ga
 
 // ctx with room for the row statistics, in the current arena.
 static norm_ctx *new_ctx(const tl_tensor *x, bool with_mean) {
-  tl_arena *a = tl_get_arena();
-  norm_ctx *c = tl_arena_alloc(a, sizeof *c);
+  norm_ctx *c = tl_arena_alloc(tl_get_arena(), sizeof *c);
   c->C = x->shape[x->rank - 1];
   c->N = c->C ? tl_numel(x) / c->C : 0;
   size_t bytes = (size_t)(c->N ? c->N : 1) * sizeof(float);
-  c->rstd = tl_arena_alloc(a, bytes);
-  c->mean = with_mean ? tl_arena_alloc(a, bytes) : NULL;
+  // The statistics live where the kernels read them: x's device.
+  c->rstd = tl_alloc_on(x->device, bytes);
+  c->mean = with_mean ? tl_alloc_on(x->device, bytes) : NULL;
   return c;
 }
 
@@ -53,7 +55,7 @@ static void layernorm_backward(tl_node *node) {
   // Per-thread partial sums for dgamma/dbeta live in the arena until reset.
   int nt = omp_get_max_threads();
   float *partial = tl_arena_alloc(tl_get_arena(), sizeof(float) * 2 * (c->C + 1) * nt);
-  tl_cpu_layernorm_bwd(x->data, gamma->data, c->mean, c->rstd, node->out->grad->data,
+  tl_dev_layernorm_bwd(x->device, x->data, gamma->data, c->mean, c->rstd, node->out->grad->data,
                        grad_or_null(x), grad_or_null(gamma), grad_or_null(beta), c->N, c->C,
                        partial, nt);
 }
@@ -62,7 +64,7 @@ tl_tensor *tl_layernorm(tl_tensor *x, tl_tensor *gamma, tl_tensor *beta, float e
   check_inputs("layernorm", x, gamma, beta);
   norm_ctx *c = new_ctx(x, true);
   tl_tensor *y = tl_empty_like(x);
-  tl_cpu_layernorm_fwd(x->data, gamma->data, beta ? beta->data : NULL, y->data, c->mean,
+  tl_dev_layernorm_fwd(x->device, x->data, gamma->data, beta ? beta->data : NULL, y->data, c->mean,
                        c->rstd, c->N, c->C, eps);
 
   // Backward recomputes xhat from x and the saved mean/rstd.
@@ -79,15 +81,15 @@ static void rmsnorm_backward(tl_node *node) {
 
   int nt = omp_get_max_threads();
   float *partial = tl_arena_alloc(tl_get_arena(), sizeof(float) * (c->C + 1) * nt);
-  tl_cpu_rmsnorm_bwd(x->data, gamma->data, c->rstd, node->out->grad->data, grad_or_null(x),
-                     grad_or_null(gamma), c->N, c->C, partial, nt);
+  tl_dev_rmsnorm_bwd(x->device, x->data, gamma->data, c->rstd, node->out->grad->data,
+                     grad_or_null(x), grad_or_null(gamma), c->N, c->C, partial, nt);
 }
 
 tl_tensor *tl_rmsnorm(tl_tensor *x, tl_tensor *gamma, float eps) {
   check_inputs("rmsnorm", x, gamma, NULL);
   norm_ctx *c = new_ctx(x, false);
   tl_tensor *y = tl_empty_like(x);
-  tl_cpu_rmsnorm_fwd(x->data, gamma->data, y->data, c->rstd, c->N, c->C, eps);
+  tl_dev_rmsnorm_fwd(x->device, x->data, gamma->data, y->data, c->rstd, c->N, c->C, eps);
 
   tl_tensor *in[2] = {x, gamma};
   if (tl_needs_grad(in, 2)) tl_record("rmsnorm", rmsnorm_backward, y, in, 2)->ctx = c;

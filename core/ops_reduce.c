@@ -1,5 +1,6 @@
 // ops_reduce.c: sum and mean of all elements, to a rank-0 scalar.
 #include "core/ops.h"
+#include "core/ops_cuda.h"
 #include "kernels/cpu/elementwise.h"
 
 static void reduce_backward(tl_node *node) {
@@ -12,7 +13,10 @@ static void reduce_backward(tl_node *node) {
 
 static tl_tensor *reduce(tl_tensor *x, bool mean, const char *name) {
   TL_ASSERTF(x->dtype == TL_F32, "%s: expected f32, got %s", name, tl_dtype_name(x->dtype));
-  TL_ASSERTF(x->device == TL_CPU, "%s: no CUDA kernel yet", name);
+#ifdef TL_HAVE_CUDA
+  if (x->device == TL_CUDA) return tl_reduce_cuda(x, mean, name);
+#endif
+  TL_ASSERTF(x->device == TL_CPU, "%s: tl was built without CUDA", name);
   x = tl_contiguous(x);
   int64_t n = tl_numel(x);
 

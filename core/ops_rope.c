@@ -1,5 +1,6 @@
 // ops_rope.c: rotary position embedding (tape glue; loops in kernels/cpu/rope.c).
 #include "core/ops.h"
+#include "core/ops_cuda.h"
 #include "kernels/cpu/rope.h"
 
 typedef struct rope_ctx {
@@ -19,12 +20,15 @@ static void rope_backward(tl_node *node) {
 }
 
 tl_tensor *tl_rope(tl_tensor *x, int64_t pos0, float theta) {
-  TL_ASSERTF(x->dtype == TL_F32 && x->rank == 4 && x->device == TL_CPU,
-             "rope: x must be an f32 CPU tensor [B, H, T, D], got %s", tl_shape_str(x));
+  TL_ASSERTF(x->dtype == TL_F32 && x->rank == 4,
+             "rope: x must be an f32 tensor [B, H, T, D], got %s", tl_shape_str(x));
   int64_t B = x->shape[0], H = x->shape[1], T = x->shape[2], D = x->shape[3];
   TL_ASSERTF(D % 2 == 0, "rope: head dim %ld must be even", (long)D);
   TL_ASSERTF(x->stride[3] == 1 || D == 1, "rope: x's last dim must be contiguous");
   TL_ASSERTF(pos0 >= 0 && theta > 0, "rope: pos0 %ld, theta %g", (long)pos0, theta);
+#ifdef TL_HAVE_CUDA
+  if (x->device == TL_CUDA) return tl_rope_cuda(x, pos0, theta);
+#endif
 
   // Angle tables for this call's positions; kept for backward.
   tl_arena *arena = tl_get_arena();

@@ -1,10 +1,12 @@
 // ops_select.c: embedding, gather_rows and concat with their backward passes.
 #include "core/ops.h"
+#include "core/dev_kernels.h"
+#include "core/device.h"
+#include "core/ops_cuda.h"
 #include "kernels/cpu/select.h"
 
 static void check_f32(const tl_tensor *x, const char *op) {
   TL_ASSERTF(x->dtype == TL_F32, "%s: expected f32, got %s", op, tl_dtype_name(x->dtype));
-  TL_ASSERTF(x->device == TL_CPU, "%s: no CUDA kernel yet", op);
 }
 
 static const char *shp(const tl_tensor *t, char *buf) {
@@ -41,6 +43,9 @@ static tl_tensor *lookup(tl_tensor *table, tl_tensor *ids, const char *name) {
   check_f32(table, name);
   TL_ASSERTF(table->rank == 2, "%s: table %s must be [rows, C]", name, SHP(table));
   TL_ASSERTF(ids->rank < TL_MAX_RANK, "%s: ids %s leave no room for C", name, SHP(ids));
+#ifdef TL_HAVE_CUDA
+  if (table->device == TL_CUDA) return tl_lookup_cuda(table, ids, name);
+#endif
   check_ids(ids, table->shape[0], name);
   table = tl_contiguous(table);
 
@@ -88,7 +93,7 @@ static void concat_backward(tl_node *node) {
     tl_tensor *x = node->in[k];
     int64_t inner = inner_size(x, dim);
     if (x->requires_grad)
-      tl_cpu_split_add(fdata(tl_grad(x)), fdata(y->grad), outer, inner, total, off);
+      tl_dev_split_add(x->device, fdata(tl_grad(x)), fdata(y->grad), outer, inner, total, off);
     off += inner;
   }
 }
@@ -105,6 +110,7 @@ static tl_tensor *concat_few(tl_tensor *const *xs_in, int n, int dim) {
   // Same rank and equal dims except dim; the output's dim is the sum.
   for (int k = 0; k < n; k++) {
     check_f32(xs_in[k], "concat");
+    TL_ASSERTF(xs_in[k]->device == x0->device, "concat: inputs on different devices");
     TL_ASSERTF(xs_in[k]->rank == x0->rank, "concat: %s and %s differ in rank", SHP(x0),
                SHP(xs_in[k]));
     for (int d = 0; d < x0->rank; d++)
@@ -116,8 +122,8 @@ static tl_tensor *concat_few(tl_tensor *const *xs_in, int n, int dim) {
     shape[dim] += xs[k]->shape[dim];
   }
 
-  tl_tensor *y = tl_empty(TL_F32, x0->rank, shape);
-  tl_cpu_concat(fdata(y), ptr, inner, n, outer_size(y, dim));
+  tl_tensor *y = tl_empty_on(x0->device, TL_F32, x0->rank, shape);
+  tl_dev_concat(x0->device, fdata(y), ptr, inner, n, outer_size(y, dim));
   if (tl_needs_grad(xs, n)) tl_record("concat", concat_backward, y, xs, n)->i[0] = dim;
   return y;
 }

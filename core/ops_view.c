@@ -7,11 +7,12 @@
 #include <string.h>
 
 #include "core/ops.h"
-#include "kernels/cpu/elementwise.h"
+#include "core/dev_kernels.h"
+#include "core/device.h"
 
 // Views take any dtype (reshaping i32 ids is common); only f32 has gradients.
 static void check_input(const tl_tensor *x, const char *op) {
-  TL_ASSERTF(x->device == TL_CPU, "%s: no CUDA kernel yet", op);
+  (void)x, (void)op; // any dtype, any device
 }
 
 // Row-major strides of shape (what the tensor's gradient uses).
@@ -36,7 +37,7 @@ static void reshape_backward(tl_node *node) {
   tl_tensor *x = node->in[0];
   if (!x->requires_grad) return;
   // Same elements in the same order: a flat add.
-  tl_cpu_axpy(tl_grad(x)->data, node->out->grad->data, 1.0f, tl_numel(x));
+  tl_dev_axpy(x->device, tl_grad(x)->data, node->out->grad->data, 1.0f, tl_numel(x));
 }
 
 tl_tensor *tl_reshape(tl_tensor *x, int rank, const int64_t *shape) {
@@ -84,7 +85,8 @@ static void transpose_backward(tl_node *node) {
   int64_t t = gstride[d0];
   gstride[d0] = gstride[d1];
   gstride[d1] = t;
-  tl_cpu_strided_add(tl_grad(x)->data, gstride, v->grad->data, vstride, v->shape, v->rank);
+  tl_dev_strided_add(x->device, tl_grad(x)->data, gstride, v->grad->data, vstride, v->shape,
+                     v->rank);
 }
 
 tl_tensor *tl_transpose(tl_tensor *x, int dim0, int dim1) {
@@ -119,7 +121,7 @@ static void slice_backward(tl_node *node) {
   contiguous_strides(x->rank, x->shape, gstride);
   contiguous_strides(v->rank, v->shape, vstride);
   float *g = (float *)tl_grad(x)->data + node->i[1] * gstride[node->i[0]];
-  tl_cpu_strided_add(g, gstride, v->grad->data, vstride, v->shape, v->rank);
+  tl_dev_strided_add(x->device, g, gstride, v->grad->data, vstride, v->shape, v->rank);
 }
 
 tl_tensor *tl_slice(tl_tensor *x, int dim, int64_t start, int64_t length) {
@@ -149,18 +151,17 @@ static void contiguous_backward(tl_node *node) {
   tl_tensor *x = node->in[0];
   if (!x->requires_grad) return;
   // The copy and the source's gradient share the logical order: a flat add.
-  tl_cpu_axpy(tl_grad(x)->data, node->out->grad->data, 1.0f, tl_numel(x));
+  tl_dev_axpy(x->device, tl_grad(x)->data, node->out->grad->data, 1.0f, tl_numel(x));
 }
 
 tl_tensor *tl_contiguous(tl_tensor *x) {
   check_input(x, "contiguous");
   if (tl_is_contiguous(x)) return x;
-  tl_tensor *y = tl_empty(x->dtype, x->rank, x->shape);
-  y->device = x->device;
-  // f32 through the parallel strided kernel; other dtypes (ids, masks) are small
-  // and go through tl_copy's generic element walk.
+  tl_tensor *y = tl_empty_on(x->device, x->dtype, x->rank, x->shape);
+  // f32 through the parallel strided kernel (either device); other dtypes (ids,
+  // masks) are small and go through tl_copy's generic element walk (CPU).
   if (x->dtype == TL_F32)
-    tl_cpu_strided_copy(y->data, y->stride, x->data, x->stride, x->shape, x->rank);
+    tl_dev_strided_copy(x->device, y->data, y->stride, x->data, x->stride, x->shape, x->rank);
   else
     tl_copy(y, x);
   if (tl_needs_grad(&x, 1)) tl_record("contiguous", contiguous_backward, y, &x, 1);
