@@ -91,7 +91,7 @@ Test(capture, refusals_name_the_file_and_reason) {
   struct { const char *path, *want; } cases[] = {
       {PCAPS "/_edge/derived__zero_length.pcap", "empty"},
       {PCAPS "/MANIFEST.tsv", "not a pcap or pcapng"},
-      {PCAPS "/_edge", "cannot read"},
+      {PCAPS "/_edge", "a folder"},
       {PCAPS "/no/such/file.pcap", "cannot open"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
