@@ -23,7 +23,10 @@ mkdir -p "$OUT"
 step "prepare shards from data/samples (split by flow, seed 42)"
 $BIN/tl-prep --in data/samples --task packet --max-per-class 1000 --no-progress \
   --out "$OUT/shards/packet"
-$BIN/tl-prep --in data/samples --task flow --packet-bytes 64 --no-progress \
+# Flow rows: the first 3 packets that carry payload, 64 bytes each (with ports
+# zeroed, a TCP handshake is the same in every class and would fill the row).
+$BIN/tl-prep --in data/samples --task flow --flow-packets 3 --packet-bytes 64 \
+  --seq-len 192 --min-payload 1 --no-progress \
   --out "$OUT/shards/flow"
 # Pre-training reads the same captures but leaves out every flow that the two
 # classifiers are validated or tested on, so no test byte is pre-trained on.
@@ -43,8 +46,9 @@ $BIN/tl-finetune --config configs/demo-finetune-packet.yaml \
   --set model.init="$OUT/pretrain"
 
 step "fine-tune at flow level"
+# The flow set is small (about 1,300 training rows): more epochs than the packet set.
 $BIN/tl-finetune --config configs/demo-finetune-flow.yaml \
-  --set data.dir="$OUT/shards/flow" --set run.dir="$OUT/flow" \
+  --set data.dir="$OUT/shards/flow" --set run.dir="$OUT/flow" --set train.epochs=10 \
   --set model.init="$OUT/pretrain"
 
 step "results"
