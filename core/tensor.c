@@ -11,8 +11,11 @@
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
 #define TL_ARENA_REDZONE 64
-#define TL_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
-#define TL_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+// Only host memory can be poisoned: a device arena's addresses are not ours.
+#define TL_POISON(p, n) \
+  do { if (a->device == TL_CPU) ASAN_POISON_MEMORY_REGION(p, n); } while (0)
+#define TL_UNPOISON(p, n) \
+  do { if (a->device == TL_CPU) ASAN_UNPOISON_MEMORY_REGION(p, n); } while (0)
 #else
 #define TL_ARENA_REDZONE 0
 #define TL_POISON(p, n) ((void)(p), (void)(n))
