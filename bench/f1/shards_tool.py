@@ -11,8 +11,8 @@
         in a valid or test split of any of the classification sets: the flows
         that the caps left out stay (they are never scored). --train-only keeps
         only flows in a train split of one of the sets. Other-origin pairs get
-        their B half again from a kept same-origin pair of another flow (tl-prep's own B may come from a
-        dropped flow). Flow ids of separate tl-prep runs agree only when the runs
+        their B half again from a kept same-origin pair of another flow
+        (tl-prep's own B may come from a dropped flow). Flow ids of separate tl-prep runs agree only when the runs
         read the same files in the same order with the same flow options; the
         tool checks that each shared flow id names the same capture file, and
         stops otherwise.
