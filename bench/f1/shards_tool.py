@@ -12,10 +12,10 @@
         that the caps left out stay (they are never scored). --train-only keeps
         only flows in a train split of one of the sets. Other-origin pairs get
         their B half again from a kept same-origin pair of another flow
-        (tl-prep's own B may come from a dropped flow). Flow ids of separate tl-prep runs agree only when the runs
-        read the same files in the same order with the same flow options; the
-        tool checks that each shared flow id names the same capture file, and
-        stops otherwise.
+        (tl-prep's own B may come from a dropped flow). Flow ids of separate
+        tl-prep runs agree only when the runs read the same files in the same
+        order with the same flow options; the tool checks that each shared flow
+        id names the same capture file, and stops otherwise.
 
     shards_tool.py stats DIR
         Rows and flows per split and label.
