@@ -254,7 +254,7 @@ Test(finetune, shipped_configs) {
     int seq_len, epochs;
     double lr;
   } want[] = {{"finetune-packet", 128, 10, 2e-5}, {"finetune-flow", 512, 10, 6e-5},
-              {"demo-finetune-packet", 128, 3, 5e-4}, {"demo-finetune-flow", 192, 3, 5e-4}};
+              {"demo-finetune-packet", 128, 3, 5e-4}, {"demo-finetune-flow", 320, 3, 5e-4}};
   for (int i = 0; i < 4; i++) {
     char path[512];
     snprintf(path, sizeof path, "%s/configs/%s.yaml", TL_SOURCE_DIR, want[i].name);
