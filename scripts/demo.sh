@@ -48,7 +48,8 @@ $BIN/tl-finetune --config configs/demo-finetune-packet.yaml \
 step "fine-tune at flow level"
 # The flow set is small (about 1,300 training rows): more epochs than the packet set.
 $BIN/tl-finetune --config configs/demo-finetune-flow.yaml \
-  --set data.dir="$OUT/shards/flow" --set run.dir="$OUT/flow" --set train.epochs=10 \
+  --set data.dir="$OUT/shards/flow" --set run.dir="$OUT/flow" \
+  --set data.seq_len=192 --set train.epochs=10 \
   --set model.init="$OUT/pretrain"
 
 step "results"
