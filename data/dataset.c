@@ -18,6 +18,7 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -365,11 +366,23 @@ static const half_slot *pick_other_half(tl_dataset_builder *b, int split, uint64
 static void remember_half(tl_dataset_builder *b, int split, uint64_t flow_id, const int32_t *t,
                           int len) {
   reservoir *r = &b->res[split];
-  half_slot *h = &r->slot[r->next];
+  // One long flow (hundreds of bursts) would otherwise fill every slot, leaving
+  // no other flow's half for a negative pair: a flow holds at most 1/8 of them,
+  // replacing its own oldest slot beyond that.
+  int own = 0, own_oldest = -1;
+  for (int k = 0; k < r->n; k++) {
+    int slot = (r->next + k) % r->n; // oldest first once the ring is full
+    if (r->slot[slot].flow_id != flow_id) continue;
+    if (own_oldest < 0) own_oldest = slot;
+    own++;
+  }
+  bool replace_own = own >= RESERVOIR_SLOTS / 8;
+  half_slot *h = &r->slot[replace_own ? own_oldest : r->next];
   int cap = b->opt.seq_len - 3;
   h->flow_id = flow_id;
   h->len = len < cap ? len : cap;
   memcpy(h->tokens, t, (size_t)h->len * sizeof *t);
+  if (replace_own) return;
   r->next = (r->next + 1) % RESERVOIR_SLOTS;
   if (r->n < RESERVOIR_SLOTS) r->n++;
 }

@@ -804,3 +804,37 @@ Test(dataset, shard_files_carry_the_documented_attributes) {
   H5Fclose(f);
   remove_dir(dir);
 }
+
+// Long flows (hundreds of bursts, as SSH or one NTP conversation) must not fill
+// the negative reservoir on their own: same- and other-origin pairs stay 50/50.
+Test(dataset, pretrain_pairs_balanced_with_long_flows) {
+  char *dir = make_dir();
+  tl_dataset_options o;
+  tl_dataset_options_default(&o, TL_TASK_PRETRAIN);
+  o.out_dir = dir;
+  o.seq_len = 64;
+  o.seed = 5;
+  tl_dataset_builder *b = tl_dataset_builder_open(&o, NULL, 0, g_files, 10);
+  cr_assert_not_null(b, "%s", tl_last_error());
+  for (int f = 0; f < 12; f++) {
+    for (int k = 0; k < 150; k++) {
+      uint8_t pkt[8];
+      for (int j = 0; j < 8; j++) pkt[j] = (uint8_t)(f * 31 + k * 7 + j);
+      const uint8_t *one[1] = {pkt};
+      size_t len = sizeof pkt;
+      cr_assert_eq(tl_dataset_add_burst(b, flow_id_of(f), 0, one, &len, 1), TL_OK);
+    }
+  }
+  finish(b);
+  tl_dataset_builder_free(b);
+  for (int s = 0; s < 2; s++) {
+    table t = read_split(dir, s ? "valid" : "train");
+    int64_t other = 0;
+    for (int64_t r = 0; r < t.n; r++) other += t.labels[r];
+    // Within a row per flow the split holds (a pair's label is drawn in twos).
+    if (t.n) cr_expect_leq(llabs(2 * other - t.n), 2, "%s: %lld of %lld other-origin",
+                          s ? "valid" : "train", (long long)other, (long long)t.n);
+    free_table(&t);
+  }
+  remove_dir(dir);
+}
