@@ -1,18 +1,11 @@
 // pretrain_main.c: tl-pretrain, ET-BERT pre-training (MBM + SBP) from the
 // shards of `tl-prep --task pretrain`.
-#include <signal.h>
-#include <string.h>
 #include <unistd.h>
 
 #include "train/pretrain.h"
+#include "train/run_cli.h"
 
 static volatile sig_atomic_t g_stop;
-
-// First Ctrl-C: finish the step, checkpoint, exit. Second: the default (die).
-static void on_signal(int sig) {
-  g_stop = 1;
-  signal(sig, SIG_DFL);
-}
 
 static void usage(FILE *f) {
   fputs("usage: tl-pretrain --config FILE.yaml [--set section.key=value ...]\n"
@@ -29,61 +22,20 @@ static void usage(FILE *f) {
         f);
 }
 
+// The saved config of a run, for --resume.
+static tl_status resume_config(const char *run_dir, tl_config *cfg) {
+  return tl_pretrain_resume_config(run_dir, cfg, NULL, 0);
+}
+
 int main(int argc, char **argv) {
-  const char *config = NULL, *resume = NULL;
-  const char **sets = calloc((size_t)argc, sizeof *sets);
-  int n_sets = 0;
-
-  // Arguments.
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    bool has_value = i + 1 < argc;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      usage(stdout);
-      return 0;
-    } else if (!strcmp(a, "--config") && has_value) {
-      config = argv[++i];
-    } else if (!strcmp(a, "--resume") && has_value) {
-      resume = argv[++i];
-    } else if (!strcmp(a, "--set") && has_value) {
-      sets[n_sets++] = argv[++i];
-    } else {
-      fprintf(stderr, "tl-pretrain: unexpected argument '%s' (or a missing value)\n", a);
-      usage(stderr);
-      return 2;
-    }
-  }
-  if (!config && !resume) {
-    fprintf(stderr, "tl-pretrain: --config FILE or --resume RUN_DIR is required\n");
-    usage(stderr);
-    return 2;
-  }
-
-  // Config: the file (or the checkpoint's, to resume), then overrides, then presets.
-  tl_config cfg;
-  tl_config_defaults(&cfg);
-  tl_status st;
-  if (resume) {
-    if (config) tl_warn("--resume uses the config saved in the checkpoint; ignoring %s", config);
-    st = tl_pretrain_resume_config(resume, &cfg, NULL, 0);
-  } else {
-    st = tl_config_load(&cfg, config);
-  }
-  for (int i = 0; i < n_sets && st == TL_OK; i++) st = tl_config_set(&cfg, sets[i]);
-  if (st == TL_OK && resume) snprintf(cfg.run.dir, sizeof cfg.run.dir, "%s", resume);
-  if (st == TL_OK) st = tl_config_resolve(&cfg);
-  if (st != TL_OK) {
-    fprintf(stderr, "tl-pretrain: %s\n", tl_last_error());
-    return 2;
-  }
+  tl_run_cli cli;
+  int status = tl_run_cli_parse(argc, argv, "tl-pretrain", usage, resume_config, &cli);
+  if (status >= 0) return status;
 
   // Train.
-  signal(SIGINT, on_signal);
-  signal(SIGTERM, on_signal);
-  tl_pretrain_opts opts = {.resume_dir = resume, .progress = isatty(2), .stop = &g_stop};
-  st = tl_pretrain_run(&cfg, &opts);
-  free(sets);
-  if (st != TL_OK) {
+  tl_run_cli_catch_signals(&g_stop);
+  tl_pretrain_opts opts = {.resume_dir = cli.resume, .progress = isatty(2), .stop = &g_stop};
+  if (tl_pretrain_run(&cli.cfg, &opts) != TL_OK) {
     fprintf(stderr, "tl-pretrain: %s\n", tl_last_error());
     return 1;
   }
