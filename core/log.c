@@ -1,5 +1,6 @@
 #include "core/log.h"
 
+#include <errno.h>
 #include <string.h>
 
 static tl_log_level g_level = TL_LOG_INFO;
@@ -71,3 +72,27 @@ void *tl_xcalloc(size_t count, size_t size) {
 }
 void *tl_xrealloc(void *p, size_t n) { return check_alloc(realloc(p, n ? n : 1), n); }
 char *tl_xstrdup(const char *s) { return check_alloc(strdup(s), strlen(s) + 1); }
+
+char *tl_read_text_file(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    tl_set_error("%s: cannot open: %s", path, strerror(errno));
+    return NULL;
+  }
+  // Read in chunks rather than trusting ftell: pipes and /proc files have no size.
+  size_t cap = 4096, len = 0, n;
+  char *buf = tl_xmalloc(cap);
+  while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+    len += n;
+    if (cap - len - 1 == 0) buf = tl_xrealloc(buf, cap *= 2);
+  }
+  int failed = ferror(f);
+  fclose(f);
+  if (failed) {
+    tl_set_error("%s: cannot read (a folder?)", path);
+    free(buf);
+    return NULL;
+  }
+  buf[len] = 0;
+  return buf;
+}

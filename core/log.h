@@ -40,3 +40,7 @@ void *tl_xmalloc(size_t n);
 void *tl_xcalloc(size_t count, size_t size);
 void *tl_xrealloc(void *p, size_t n);
 char *tl_xstrdup(const char *s);
+
+// Reads a whole file into a malloc'd NUL-terminated buffer (caller frees).
+// Returns NULL with tl_last_error() = "PATH: cannot open: REASON" on failure.
+char *tl_read_text_file(const char *path);

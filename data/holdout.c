@@ -7,23 +7,10 @@
 
 #include "data/shards.h"
 
-static char *read_text(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *text = tl_xmalloc((size_t)n + 1);
-  size_t got = fread(text, 1, (size_t)n, f);
-  fclose(f);
-  text[got] = 0;
-  return text;
-}
-
 static tl_status load_source_files(tl_holdout *h, const char *dir) {
   char path[4096];
   snprintf(path, sizeof path, "%s/manifest.json", dir);
-  char *text = read_text(path);
+  char *text = tl_read_text_file(path);
   if (!text) {
     tl_set_error("%s: cannot read (--holdout-of wants a packet or flow shard set)", path);
     return TL_ERR;

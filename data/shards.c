@@ -42,19 +42,6 @@ struct tl_shards {
 
 // --- manifest
 
-static char *read_text(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *text = tl_xmalloc((size_t)n + 1);
-  size_t got = fread(text, 1, (size_t)n, f);
-  text[got] = '\0';
-  fclose(f);
-  return text;
-}
-
 static const char *json_string(const cJSON *o, const char *key) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
   return cJSON_IsString(v) ? v->valuestring : NULL;
@@ -151,7 +138,7 @@ static tl_status open_file(tl_shards *s, shard_file *f) {
 
 tl_shards *tl_shards_open(const char *dir, const char *split) {
   char *path = tl_xstrdup(tl_fmt("%s/manifest.json", dir));
-  char *text = read_text(path);
+  char *text = tl_read_text_file(path);
   if (!text) {
     tl_set_error("%s: cannot read the shard manifest", path);
     free(path);

@@ -464,27 +464,8 @@ tl_status tl_config_load_string(tl_config *cfg, const char *yaml, const char *na
   return st;
 }
 
-// Reads a whole file into a malloc'd NUL-terminated buffer.
-static char *read_text(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    tl_set_error("%s: cannot open config: %s", path, strerror(errno));
-    return NULL;
-  }
-  size_t cap = 4096, len = 0;
-  char *buf = tl_xmalloc(cap);
-  size_t n;
-  while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-    len += n;
-    if (cap - len - 1 == 0) buf = tl_xrealloc(buf, cap *= 2);
-  }
-  fclose(f);
-  buf[len] = 0;
-  return buf;
-}
-
 tl_status tl_config_load(tl_config *cfg, const char *path) {
-  char *yaml = read_text(path);
+  char *yaml = tl_read_text_file(path);
   if (!yaml) return TL_ERR;
   tl_status st = tl_config_load_string(cfg, yaml, path);
   free(yaml);
