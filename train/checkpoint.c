@@ -261,3 +261,30 @@ tl_status tl_checkpoint_latest(const char *run_dir, char *path, size_t cap) {
   free(steps);
   return TL_OK;
 }
+
+tl_status tl_metrics_trim_after(const char *path, int64_t step) {
+  FILE *in = fopen(path, "r");
+  if (!in) return TL_OK; // nothing logged yet
+  char tmp[4096 + 64];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE *out = fopen(tmp, "w");
+  if (!out) {
+    fclose(in);
+    tl_set_error("%s: cannot write: %s", tmp, strerror(errno));
+    return TL_ERR;
+  }
+  char line[4096];
+  long long s;
+  int dropped = 0;
+  while (fgets(line, sizeof line, in)) {
+    if (sscanf(line, "{\"step\":%lld", &s) == 1 && s > step) dropped++;
+    else fputs(line, out);
+  }
+  fclose(in);
+  if (fclose(out) != 0 || rename(tmp, path) != 0) {
+    tl_set_error("%s: cannot rewrite: %s", path, strerror(errno));
+    return TL_ERR;
+  }
+  if (dropped) tl_info("%s: dropped %d lines after step %lld", path, dropped, (long long)step);
+  return TL_OK;
+}

@@ -63,3 +63,8 @@ tl_status tl_checkpoint_save_step(const char *run_dir, const tl_params *p,
 // The newest periodic checkpoint of run_dir (highest step) into path. TL_ERR when
 // there is none.
 tl_status tl_checkpoint_latest(const char *run_dir, char *path, size_t cap);
+
+// On resume: drops the lines of RUN/metrics.jsonl (path) whose "step" is after
+// the checkpoint's step (written before a crash, about to be trained again), so
+// the file holds each step once. A missing file is fine.
+tl_status tl_metrics_trim_after(const char *path, int64_t step);

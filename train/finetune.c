@@ -275,6 +275,7 @@ static tl_status open_run(ft_run *r, const tl_config *cfg, const tl_finetune_opt
   tl_arena_init(&r->arena, (size_t)c->train.arena_mb << 20);
   tl_set_arena(&r->arena);
   path_in(path, sizeof path, c->run.dir, "metrics.jsonl");
+  if (resume_ckpt && tl_metrics_trim_after(path, r->step) != TL_OK) return TL_ERR;
   r->metrics = fopen(path, resume_ckpt ? "a" : "w");
   if (!r->metrics) {
     tl_set_error("%s: cannot open: %s", path, strerror(errno));

@@ -178,35 +178,6 @@ static tl_status build_model(run_ctx *r, const char *resume_ckpt) {
   return TL_OK;
 }
 
-// On resume, drops metrics lines of steps after the checkpoint (written before a
-// crash, about to be trained again), so the file holds each step once.
-static tl_status trim_metrics(const char *path, int64_t step) {
-  FILE *in = fopen(path, "r");
-  if (!in) return TL_OK; // nothing logged yet
-  char tmp[TL_CONFIG_PATH_MAX + 64];
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  FILE *out = fopen(tmp, "w");
-  if (!out) {
-    fclose(in);
-    tl_set_error("%s: cannot write: %s", tmp, strerror(errno));
-    return TL_ERR;
-  }
-  char line[4096];
-  long long s;
-  int dropped = 0;
-  while (fgets(line, sizeof line, in)) {
-    if (sscanf(line, "{\"step\":%lld", &s) == 1 && s > step) dropped++;
-    else fputs(line, out);
-  }
-  fclose(in);
-  if (fclose(out) != 0 || rename(tmp, path) != 0) {
-    tl_set_error("%s: cannot rewrite: %s", path, strerror(errno));
-    return TL_ERR;
-  }
-  if (dropped) tl_info("%s: dropped %d lines after step %lld", path, dropped, (long long)step);
-  return TL_OK;
-}
-
 static tl_status open_run(run_ctx *r, const tl_config *cfg, const tl_pretrain_opts *opts) {
   r->cfg = cfg;
   r->opts = opts;
@@ -251,7 +222,7 @@ static tl_status open_run(run_ctx *r, const tl_config *cfg, const tl_pretrain_op
   tl_arena_init(&r->arena, (size_t)cfg->train.arena_mb << 20);
   tl_set_arena(&r->arena);
   snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->run.dir);
-  if (resume_ckpt && trim_metrics(path, r->step) != TL_OK) return TL_ERR;
+  if (resume_ckpt && tl_metrics_trim_after(path, r->step) != TL_OK) return TL_ERR;
   r->metrics = fopen(path, resume_ckpt ? "a" : "w");
   if (!r->metrics) {
     tl_set_error("%s: cannot open: %s", path, strerror(errno));
