@@ -464,9 +464,26 @@ tl_status tl_config_load_string(tl_config *cfg, const char *yaml, const char *na
   return st;
 }
 
+// True when text holds nothing but blanks and comments.
+static bool yaml_is_empty(const char *text) {
+  for (const char *p = text; *p; p++) {
+    if (*p == '#') p += strcspn(p, "\n");
+    if (!*p) break;
+    if (!strchr(" \t\r\n", *p)) return false;
+  }
+  return true;
+}
+
 tl_status tl_config_load(tl_config *cfg, const char *path) {
   char *yaml = tl_read_text_file(path);
   if (!yaml) return TL_ERR;
+  // An empty file would silently train the defaults (a base-size model).
+  if (yaml_is_empty(yaml)) {
+    free(yaml);
+    tl_set_error("%s: empty config (expected sections such as model, data, optim, train)",
+                 path);
+    return TL_ERR;
+  }
   tl_status st = tl_config_load_string(cfg, yaml, path);
   free(yaml);
   return st;

@@ -235,3 +235,13 @@ Test(config, shipped_configs_load_and_resolve) {
   cr_assert_eq(c.data.batch_size, 32);
   cr_assert_eq(c.data.seq_len, 128);
 }
+
+// An empty file (or only comments) is refused rather than training the defaults.
+Test(config, empty_file_is_refused) {
+  const char *path = write_tmp("# only a comment\n\n");
+  tl_config c;
+  tl_config_defaults(&c);
+  cr_assert_eq(tl_config_load(&c, path), TL_ERR);
+  cr_expect(strstr(tl_last_error(), "empty config"), "%s", tl_last_error());
+  cr_expect(strstr(tl_last_error(), path), "%s", tl_last_error());
+}
