@@ -634,6 +634,9 @@ tl_status tl_prep_run(const tl_prep_options *o, FILE *report, tl_prep_counts *co
     goto done;
   }
   c->total_rows = sum ? sum->total_rows : 0;
+  if (sum && o->ds.task != TL_TASK_PRETRAIN && sum->n_labels - sum->n_dropped_labels < 2)
+    tl_warn("only %d class kept: tl-finetune needs at least 2 (one folder per class "
+            "below --in, or a label column in --labels)", sum->n_labels - sum->n_dropped_labels);
   c->seconds = now_s() - t0;
   if (report) print_summary(report, o, &in, c, sum);
   if (c->packets_used == 0 || c->total_rows == 0) {
