@@ -30,7 +30,9 @@ static tl_status load_source_files(tl_holdout *h, const char *dir) {
     h->files_in = tl_xcalloc((size_t)h->n_files + 1, sizeof *h->files_in);
     int i = 0;
     const cJSON *f;
-    cJSON_ArrayForEach(f, files) h->files_in[i++] = tl_xstrdup(cJSON_IsString(f) ? f->valuestring : "");
+    cJSON_ArrayForEach(f, files) {
+      h->files_in[i++] = tl_xstrdup(cJSON_IsString(f) ? f->valuestring : "");
+    }
     st = TL_OK;
   }
   cJSON_Delete(m);
