@@ -288,3 +288,17 @@ tl_status tl_metrics_trim_after(const char *path, int64_t step) {
   if (dropped) tl_info("%s: dropped %d lines after step %lld", path, dropped, (long long)step);
   return TL_OK;
 }
+
+tl_status tl_checkpoint_for_run(const char *run_dir, const char *resume_dir, char *path,
+                                size_t cap, const char **resume) {
+  *resume = NULL;
+  if (resume_dir) {
+    if (tl_checkpoint_latest(resume_dir, path, cap) != TL_OK) return TL_ERR;
+    *resume = path;
+  } else if (tl_checkpoint_latest(run_dir, path, cap) == TL_OK) {
+    tl_set_error("%s already has checkpoints (%s): resume it with --resume %s, or set run.dir",
+                 run_dir, path, run_dir);
+    return TL_ERR;
+  }
+  return TL_OK;
+}

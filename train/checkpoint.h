@@ -68,3 +68,9 @@ tl_status tl_checkpoint_latest(const char *run_dir, char *path, size_t cap);
 // the checkpoint's step (written before a crash, about to be trained again), so
 // the file holds each step once. A missing file is fine.
 tl_status tl_metrics_trim_after(const char *path, int64_t step);
+
+// Where a run starts. With resume_dir: its newest checkpoint into path and
+// *resume = path. Without: *resume = NULL, and TL_ERR when run_dir already holds
+// checkpoints (a new run must not overwrite another's).
+tl_status tl_checkpoint_for_run(const char *run_dir, const char *resume_dir, char *path,
+                                size_t cap, const char **resume);

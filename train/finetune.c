@@ -242,15 +242,10 @@ static tl_status open_run(ft_run *r, const tl_config *cfg, const tl_finetune_opt
 
   // The run folder: a new run must not overwrite another's checkpoints.
   char ckpt[1200];
-  const char *resume_ckpt = NULL;
-  if (opts->resume_dir) {
-    if (tl_checkpoint_latest(opts->resume_dir, ckpt, sizeof ckpt) != TL_OK) return TL_ERR;
-    resume_ckpt = ckpt;
-  } else if (tl_checkpoint_latest(c->run.dir, ckpt, sizeof ckpt) == TL_OK) {
-    tl_set_error("%s already has checkpoints (%s): resume it with --resume %s, or set run.dir",
-                 c->run.dir, ckpt, c->run.dir);
+  const char *resume_ckpt;
+  if (tl_checkpoint_for_run(c->run.dir, opts->resume_dir, ckpt, sizeof ckpt, &resume_ckpt) !=
+      TL_OK)
     return TL_ERR;
-  }
 
   // Data first (it fixes K and the step count), then the model sizes and the
   // model; the run folder only once all of that worked.

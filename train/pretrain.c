@@ -192,15 +192,10 @@ static tl_status open_run(run_ctx *r, const tl_config *cfg, const tl_pretrain_op
 
   // The run folder: a new run must not overwrite another's checkpoints.
   char ckpt[1200];
-  const char *resume_ckpt = NULL;
-  if (opts->resume_dir) {
-    if (tl_checkpoint_latest(opts->resume_dir, ckpt, sizeof ckpt) != TL_OK) return TL_ERR;
-    resume_ckpt = ckpt;
-  } else if (tl_checkpoint_latest(cfg->run.dir, ckpt, sizeof ckpt) == TL_OK) {
-    tl_set_error("%s already has checkpoints (%s): resume it with --resume %s, or set run.dir",
-                 cfg->run.dir, ckpt, cfg->run.dir);
+  const char *resume_ckpt;
+  if (tl_checkpoint_for_run(cfg->run.dir, opts->resume_dir, ckpt, sizeof ckpt, &resume_ckpt) !=
+      TL_OK)
     return TL_ERR;
-  }
 
   // Data and model first: bad shards or a bad checkpoint leave no run folder behind.
   if (open_loaders(r) != TL_OK) return TL_ERR;
