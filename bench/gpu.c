@@ -122,7 +122,8 @@ static struct {
 #define KERNEL(fname, ...) \
   static void fname(void *p) { (void)p; __VA_ARGS__; }
 KERNEL(k_add, tl_cuda_binary(k.dt, TL_CUDA_ADD, k.x, k.y, k.z, (int64_t)NTOK * C, C))
-KERNEL(k_mul, tl_cuda_binary(k.dt, TL_CUDA_MUL, k.x, k.y, k.z, (int64_t)NTOK * C, (int64_t)NTOK * C))
+KERNEL(k_mul, tl_cuda_binary(k.dt, TL_CUDA_MUL, k.x, k.y, k.z, (int64_t)NTOK * C,
+                             (int64_t)NTOK * C))
 KERNEL(k_colsum, tl_cuda_colsum_acc(k.dt, k.w, k.x, NULL, 1.0f, (int64_t)NTOK * C, C))
 KERNEL(k_gelu, tl_cuda_gelu(k.dt, k.y, k.x, (int64_t)NTOK * F))
 KERNEL(k_gelu_bwd, tl_cuda_gelu_bwd(k.dt, k.z, k.y, k.x, (int64_t)NTOK * F))
