@@ -170,9 +170,9 @@ int64_t tl_cuda_take_bad_index(void);
 //   w -= lr * (wd * w + (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps))
 // step t counts from 1; no_bias_correction drops the two (1 - b^t) divisors (the
 // ET-BERT recipe, as train/optim.h allows). Segments describe which elements
-// are frozen (skipped) or take no weight decay: segment k covers [seg_start[k], seg_start[k+1]) (the last
-// one runs to n), flags bit 0 = frozen, bit 1 = no decay. seg_start and
-// seg_flags are DEVICE arrays (upload once); nseg = 0 means one decayed segment.
+// are frozen (skipped) or take no weight decay: segment k covers
+// [seg_start[k], seg_start[k+1]) (the last one runs to n), flags bit 0 = frozen,
+// bit 1 = no decay. seg_start and seg_flags are DEVICE arrays (upload once); nseg = 0 means one decayed segment.
 // w_bf16, when not NULL, receives a bf16 copy of the updated weights.
 typedef struct tl_cuda_adamw_hp {
   float lr, beta1, beta2, eps, weight_decay, grad_scale;
@@ -249,7 +249,8 @@ void tl_cuda_rope_bwd(tl_cuda_dtype dt, void *dx, const void *dy, int64_t BH, in
 // Fused attention (attention.cu): tiled, online softmax; never the [T, S] matrix.
 // q, o [B, Hq, T, D]; k, v [B, Hkv, S, D]; Hq a multiple of Hkv (query head h
 // reads kv head h / (Hq / Hkv)); D <= 256; B * Hq <= 65535 (a grid dimension).
-// key_mask i32 [B, S] (1 attend, 0 pad) or NULL; causal: query t sees keys s <= t (needs T == S). scale 0 = 1/sqrt(D).
+// key_mask i32 [B, S] (1 attend, 0 pad) or NULL; causal: query t sees keys
+// s <= t (needs T == S). scale 0 = 1/sqrt(D).
 // A query that sees no key gets a zero output and lse = +inf (as kernels/cpu:
 // exp(score - lse) is then 0 in backward).
 // Dropout on the probabilities (p > 0): element (b, h, t, s) is kept when
