@@ -8,8 +8,9 @@
 // the model sizes are taken from the config stored in it) or, when model.init
 // is empty, from random init (the no-pre-training baseline; a warning says so).
 // Training runs train.epochs epochs over the train split (train.steps when
-// epochs is 0), evaluates macro F1 on the valid split after every epoch and keeps the best weights; then the test split is scored
-// once with tl-eval's code, header-only shortcut audit included.
+// epochs is 0), evaluates macro F1 on the valid split after every epoch and keeps the
+// best weights; then the test split is scored once with tl-eval's code, header-only
+// shortcut audit included.
 //
 // A fine-tuning run folder holds:
 //   config.yaml        the resolved config

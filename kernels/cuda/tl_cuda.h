@@ -172,8 +172,9 @@ int64_t tl_cuda_take_bad_index(void);
 // ET-BERT recipe, as train/optim.h allows). Segments describe which elements
 // are frozen (skipped) or take no weight decay: segment k covers
 // [seg_start[k], seg_start[k+1]) (the last one runs to n), flags bit 0 = frozen,
-// bit 1 = no decay. seg_start and seg_flags are DEVICE arrays (upload once); nseg = 0 means one decayed segment.
-// w_bf16, when not NULL, receives a bf16 copy of the updated weights.
+// bit 1 = no decay. seg_start and seg_flags are DEVICE arrays (upload once); nseg = 0
+// means one decayed segment. w_bf16, when not NULL, receives a bf16 copy of the updated
+// weights.
 typedef struct tl_cuda_adamw_hp {
   float lr, beta1, beta2, eps, weight_decay, grad_scale;
   int64_t step;
