@@ -207,11 +207,10 @@ static char *unquote(char *cell) {
   return cell;
 }
 
-static const tl_inputs *g_sort_inputs; // qsort has no context argument
-
-static int cmp_input_path(const void *a, const void *b) {
+static int cmp_input_path(const void *a, const void *b, void *inputs) {
+  const tl_inputs *in = inputs;
   int i = *(const int *)a, j = *(const int *)b;
-  int c = strcmp(g_sort_inputs->v[i].path, g_sort_inputs->v[j].path);
+  int c = strcmp(in->v[i].path, in->v[j].path);
   return c ? c : i - j;
 }
 
@@ -222,8 +221,7 @@ static tl_status drop_repeated_files(const char *csv, tl_inputs *in) {
   int *order = tl_xmalloc((size_t)(in->n + 1) * sizeof *order);
   char *drop = tl_xcalloc((size_t)in->n + 1, 1);
   for (int i = 0; i < in->n; i++) order[i] = i;
-  g_sort_inputs = in;
-  qsort(order, (size_t)in->n, sizeof *order, cmp_input_path);
+  qsort_r(order, (size_t)in->n, sizeof *order, cmp_input_path, in);
   tl_status st = TL_OK;
   for (int k = 1; k < in->n && st == TL_OK; k++) {
     const tl_input *a = &in->v[order[k - 1]], *b = &in->v[order[k]];
