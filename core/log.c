@@ -52,8 +52,11 @@ const char *tl_fmt(const char *fmt, ...) {
 void tl_set_error(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(g_error, sizeof g_error, fmt, ap);
+  // Through a copy: callers may pass tl_last_error() itself as an argument.
+  char msg[sizeof g_error];
+  vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
+  memcpy(g_error, msg, sizeof g_error);
 }
 
 const char *tl_last_error(void) { return g_error[0] ? g_error : "unknown error"; }

@@ -1,12 +1,21 @@
 // shard_writer.c: HDF5 shard files: chunked, shuffled and deflated datasets,
 // attributes on the root group. Object time stamps are off so the same rows
-// give byte-identical files.
+// give byte-identical files. Rows are buffered a chunk at a time and each
+// chunk goes to the file already compressed (data/h5_chunk.h).
 #include "data/shard_writer.h"
 
 #include <hdf5.h>
 #include <string.h>
 
+#include "data/h5_chunk.h"
 #include "data/tokenizer.h"
+
+// Chunks bypass HDF5's type conversion, so host order must be the file's.
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "shard_writer.c writes little-endian chunks directly; port write_chunk first"
+#endif
+
+enum { DEFLATE_LEVEL = 1 }; // about as small as level 4 on traffic, much faster
 
 enum { DS_TOKENS, DS_SEGMENTS, DS_LENGTH, DS_LABEL, DS_FLOW_ID, DS_FILE_INDEX, DS_COUNT };
 static const char *const g_ds_names[DS_COUNT] = {"tokens", "segments", "length",
@@ -16,6 +25,7 @@ struct tl_shard_writer {
   char *path;
   hid_t file;
   hid_t ds[DS_COUNT];
+  tl_h5_chunk_writer *chunks;
   int seq_len;
   int64_t n_rows, written; // rows promised, rows flushed to the file
   int64_t chunk_rows, buffered;
@@ -99,7 +109,7 @@ static hid_t make_dataset(hid_t f, const char *name, hid_t type, int rank, int64
   hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
   H5Pset_chunk(dcpl, rank, chunk);
   H5Pset_shuffle(dcpl);
-  H5Pset_deflate(dcpl, 1);
+  H5Pset_deflate(dcpl, DEFLATE_LEVEL);
   H5Pset_obj_track_times(dcpl, 0);
   hid_t ds = H5Dcreate2(f, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
   H5Pclose(dcpl);
@@ -111,6 +121,7 @@ static void free_writer(tl_shard_writer *w) {
   for (int i = 0; i < DS_COUNT; i++)
     if (w->ds[i] > 0) H5Dclose(w->ds[i]);
   if (w->file > 0) H5Fclose(w->file);
+  tl_h5_chunk_writer_free(w->chunks);
   free(w->tokens);
   free(w->segments);
   free(w->length);
@@ -127,6 +138,11 @@ tl_shard_writer *tl_shard_writer_open(const char *path, const tl_shard_meta *met
   w->path = tl_xstrdup(path);
   w->seq_len = meta->seq_len;
   w->n_rows = n_rows;
+  w->chunks = tl_h5_chunk_writer_new(DEFLATE_LEVEL);
+  if (!w->chunks) {
+    free_writer(w);
+    return NULL;
+  }
   // About 128 KiB of tokens per chunk: small enough for cheap random reads.
   w->chunk_rows = 32768 / meta->seq_len;
   if (w->chunk_rows < 1) w->chunk_rows = 1;
@@ -169,37 +185,32 @@ tl_shard_writer *tl_shard_writer_open(const char *path, const tl_shard_meta *met
   return w;
 }
 
-// Writes rows [written, written + buffered) of one dataset from buf.
-static herr_t write_rows(tl_shard_writer *w, int i, hid_t mem_type, const void *buf) {
-  int rank = i <= DS_SEGMENTS ? 2 : 1;
-  hsize_t start[2] = {(hsize_t)w->written, 0};
-  hsize_t count[2] = {(hsize_t)w->buffered, (hsize_t)w->seq_len};
-  hid_t file_space = H5Dget_space(w->ds[i]);
-  H5Sselect_hyperslab(file_space, H5S_SELECT_SET, start, NULL, count, NULL);
-  hid_t mem_space = H5Screate_simple(rank, count, NULL);
-  herr_t err = H5Dwrite(w->ds[i], mem_type, mem_space, file_space, H5P_DEFAULT, buf);
-  H5Sclose(mem_space);
-  H5Sclose(file_space);
-  return err;
+// Writes the buffered chunk of one dataset: rows [written, written +
+// chunk_rows), the rows past `buffered` zeroed (they lie beyond the extent).
+static tl_status write_chunk(tl_shard_writer *w, int i, void *buf, size_t row_bytes) {
+  size_t used = (size_t)w->buffered * row_bytes, whole = (size_t)w->chunk_rows * row_bytes;
+  memset((char *)buf + used, 0, whole - used);
+  hsize_t offset[2] = {(hsize_t)w->written, 0};
+  size_t elem = i == DS_SEGMENTS ? 1 : (i == DS_FLOW_ID ? 8 : 4);
+  return tl_h5_chunk_write(w->chunks, w->ds[i], offset, buf, whole, elem);
 }
 
 static tl_status flush_rows(tl_shard_writer *w) {
   if (w->buffered == 0) return TL_OK;
-  herr_t err = 0;
-  err |= write_rows(w, DS_TOKENS, H5T_NATIVE_INT32, w->tokens);
-  err |= write_rows(w, DS_SEGMENTS, H5T_NATIVE_INT8, w->segments);
-  err |= write_rows(w, DS_LENGTH, H5T_NATIVE_INT32, w->length);
-  err |= write_rows(w, DS_LABEL, H5T_NATIVE_INT32, w->label);
-  err |= write_rows(w, DS_FLOW_ID, H5T_NATIVE_INT64, w->flow_id);
-  err |= write_rows(w, DS_FILE_INDEX, H5T_NATIVE_INT32, w->file_idx);
+  size_t L = (size_t)w->seq_len;
+  tl_status st = write_chunk(w, DS_TOKENS, w->tokens, L * sizeof *w->tokens);
+  if (st == TL_OK) st = write_chunk(w, DS_SEGMENTS, w->segments, L);
+  if (st == TL_OK) st = write_chunk(w, DS_LENGTH, w->length, sizeof *w->length);
+  if (st == TL_OK) st = write_chunk(w, DS_LABEL, w->label, sizeof *w->label);
+  if (st == TL_OK) st = write_chunk(w, DS_FLOW_ID, w->flow_id, sizeof *w->flow_id);
+  if (st == TL_OK) st = write_chunk(w, DS_FILE_INDEX, w->file_idx, sizeof *w->file_idx);
   w->written += w->buffered;
   w->buffered = 0;
-  if (err < 0) {
-    tl_set_error("%s: HDF5 write failed near row %lld", w->path, (long long)w->written);
+  if (st != TL_OK) {
+    tl_set_error("%s: near row %lld: %s", w->path, (long long)w->written, tl_last_error());
     w->failed = 1;
-    return TL_ERR;
   }
-  return TL_OK;
+  return st;
 }
 
 tl_status tl_shard_writer_append(tl_shard_writer *w, const tl_spool_row *h,
