@@ -158,10 +158,10 @@ static tl_status check_options(const tl_dataset_options *o) {
     return TL_ERR;
   }
   if (o->rows_per_shard <= 0 || o->packet_bytes < 0 || o->max_per_class < 0 ||
-      o->min_per_class < 0 || (o->task == TL_TASK_FLOW && o->flow_packets <= 0) ||
+      o->min_per_class < 0 || o->compress < 0 || o->compress > 9 || (o->task == TL_TASK_FLOW && o->flow_packets <= 0) ||
       (o->split < TL_SPLIT_BY_FLOW || o->split > TL_SPLIT_BY_PACKET)) {
     tl_set_error("dataset: rows_per_shard, flow_packets must be positive, caps and "
-                 "packet_bytes non-negative, split a known policy");
+                 "packet_bytes non-negative, compress 0 to 9, split a known policy");
     return TL_ERR;
   }
   return TL_OK;
@@ -799,6 +799,7 @@ static void fill_meta(tl_dataset_builder *b, int split, const char **kept_names,
   m->seq_len = b->opt.seq_len;
   m->packet_bytes = b->opt.packet_bytes;
   m->flow_packets = b->opt.flow_packets;
+  m->deflate_level = b->opt.compress;
   m->label_names = kept_names;
   m->n_labels = n_kept;
   m->source_files = (const char *const *)b->source_files;

@@ -30,6 +30,7 @@ typedef struct {
   int min_per_class;          // classes with fewer samples are dropped, with a warning
   const char *header_policy;  // "anonymous" (default), "keep", "compat": stored as attribute
   int rows_per_shard;         // rows per HDF5 file
+  int compress;               // deflate level of the shards, 0 (none, default) to 9
 } tl_dataset_options;
 
 // Fills the defaults above for a task.

@@ -11,8 +11,8 @@ struct tl_h5_chunk_writer {
 };
 
 tl_h5_chunk_writer *tl_h5_chunk_writer_new(int level) {
-  struct libdeflate_compressor *c = libdeflate_alloc_compressor(level);
-  if (!c) {
+  struct libdeflate_compressor *c = level > 0 ? libdeflate_alloc_compressor(level) : NULL;
+  if (level > 0 && !c) {
     tl_set_error("libdeflate: no compressor for deflate level %d", level);
     return NULL;
   }
@@ -23,7 +23,7 @@ tl_h5_chunk_writer *tl_h5_chunk_writer_new(int level) {
 
 void tl_h5_chunk_writer_free(tl_h5_chunk_writer *w) {
   if (!w) return;
-  libdeflate_free_compressor(w->compressor);
+  if (w->compressor) libdeflate_free_compressor(w->compressor);
   free(w->shuffled);
   free(w->packed);
   free(w);
@@ -52,8 +52,19 @@ static void *grow(unsigned char **buf, size_t *cap, size_t need) {
   return *buf;
 }
 
+// Hands HDF5 a finished chunk. Filter mask 0: every filter of the dataset's
+// pipeline has been applied (none for an unfiltered dataset).
+static tl_status put_chunk(hid_t ds, const hsize_t *offset, const void *bytes, size_t n) {
+  if (H5Dwrite_chunk(ds, H5P_DEFAULT, 0, offset, n, bytes) < 0) {
+    tl_set_error("HDF5: writing a chunk of %zu bytes failed", n);
+    return TL_ERR;
+  }
+  return TL_OK;
+}
+
 tl_status tl_h5_chunk_write(tl_h5_chunk_writer *w, hid_t ds, const hsize_t *offset,
                             const void *data, size_t nbytes, size_t elem_size) {
+  if (!w->compressor) return put_chunk(ds, offset, data, nbytes);
   grow(&w->shuffled, &w->shuffled_cap, nbytes);
   tl_h5_shuffle(data, w->shuffled, nbytes, elem_size);
   size_t bound = libdeflate_zlib_compress_bound(w->compressor, nbytes);
@@ -63,10 +74,5 @@ tl_status tl_h5_chunk_write(tl_h5_chunk_writer *w, hid_t ds, const hsize_t *offs
     tl_set_error("libdeflate: chunk of %zu bytes did not compress", nbytes);
     return TL_ERR;
   }
-  // Filter mask 0: every filter of the dataset's pipeline has been applied.
-  if (H5Dwrite_chunk(ds, H5P_DEFAULT, 0, offset, n, w->packed) < 0) {
-    tl_set_error("HDF5: writing a chunk of %zu bytes failed", n);
-    return TL_ERR;
-  }
-  return TL_OK;
+  return put_chunk(ds, offset, w->packed, n);
 }

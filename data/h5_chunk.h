@@ -15,7 +15,8 @@
 
 typedef struct tl_h5_chunk_writer tl_h5_chunk_writer;
 
-// A writer with scratch buffers, compressing at deflate level (1..9). Returns
+// A writer with scratch buffers, compressing at deflate level (1..9), or
+// writing chunks as they are for level 0 (a dataset without filters). Returns
 // NULL with tl_last_error() set when libdeflate has no compressor for it.
 // Free with tl_h5_chunk_writer_free.
 tl_h5_chunk_writer *tl_h5_chunk_writer_new(int level);
@@ -25,7 +26,8 @@ void tl_h5_chunk_writer_free(tl_h5_chunk_writer *w);
 // multiple of the chunk shape). data is the whole chunk, nbytes long, even at
 // the dataset's edge (the part beyond the extent is ignored by readers).
 // elem_size is the element size in bytes. ds must have been created with
-// exactly H5Pset_shuffle then H5Pset_deflate(level). TL_ERR on failure.
+// exactly H5Pset_shuffle then H5Pset_deflate(level), or with no filter for
+// level 0. TL_ERR on failure.
 tl_status tl_h5_chunk_write(tl_h5_chunk_writer *w, hid_t ds, const hsize_t *offset,
                             const void *data, size_t nbytes, size_t elem_size);
 

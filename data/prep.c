@@ -544,7 +544,12 @@ static tl_status check_options(const tl_prep_options *o) {
       {"rows-per-shard", o->ds.rows_per_shard, 1}, {"packet-bytes", o->ds.packet_bytes, 0},
       {"max-per-class", o->ds.max_per_class, 0}, {"min-per-class", o->ds.min_per_class, 0},
       {"flow-packets", o->ds.task == TL_TASK_FLOW ? o->ds.flow_packets : 1, 1},
+      {"compress", o->ds.compress, 0},
   };
+  if (o->ds.compress > 9) {
+    tl_set_error("--compress %d: expected a deflate level from 0 to 9", o->ds.compress);
+    return TL_ERR;
+  }
   for (size_t i = 0; i < sizeof checks / sizeof *checks; i++) {
     if (checks[i].value >= checks[i].min) continue;
     tl_set_error("--%s %g: expected a number >= %g", checks[i].name, checks[i].value,

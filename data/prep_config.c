@@ -42,6 +42,7 @@ static const tl_cfg_key g_keys[] = {
     {"reorder_window", K_INT, NULL}, {"flow_key_vlan", K_BOOL, NULL},
     {"strict", K_BOOL, NULL},       {"progress", K_BOOL, NULL},
     {"min_payload", K_INT, NULL},   {"holdout_of", K_STR, NULL},
+    {"compress", K_INT, NULL},
 };
 enum { N_KEYS = sizeof g_keys / sizeof g_keys[0] };
 
@@ -238,6 +239,7 @@ tl_status tl_prep_set_option(tl_prep_options *o, const char *key, const char *va
   else if (!strcmp(key, "min_per_class")) o->ds.min_per_class = i;
   else if (!strcmp(key, "header_policy")) o->policy = (tl_header_policy)ev;
   else if (!strcmp(key, "rows_per_shard")) o->ds.rows_per_shard = i;
+  else if (!strcmp(key, "compress")) o->ds.compress = i;
   else if (!strcmp(key, "idle_timeout")) o->flow.idle_timeout_s = dv;
   else if (!strcmp(key, "close_linger")) o->flow.close_linger_s = dv;
   else if (!strcmp(key, "max_flows")) o->flow.max_flows = i;

@@ -15,8 +15,6 @@
 #error "shard_writer.c writes little-endian chunks directly; port write_chunk first"
 #endif
 
-enum { DEFLATE_LEVEL = 1 }; // about as small as level 4 on traffic, much faster
-
 enum { DS_TOKENS, DS_SEGMENTS, DS_LENGTH, DS_LABEL, DS_FLOW_ID, DS_FILE_INDEX, DS_COUNT };
 static const char *const g_ds_names[DS_COUNT] = {"tokens", "segments", "length",
                                                  "label",  "flow_id",  "file_index"};
@@ -99,17 +97,19 @@ static herr_t put_attributes(hid_t f, const tl_shard_meta *m) {
 // --- datasets
 
 // One dataset of rank 1 ([n_rows]) or 2 ([n_rows, seq_len]), chunked by rows,
-// byte-shuffled then deflated: token ids compress well once their high bytes
-// line up.
+// and when compressed byte-shuffled then deflated: token ids compress well
+// once their high bytes line up.
 static hid_t make_dataset(hid_t f, const char *name, hid_t type, int rank, int64_t n_rows,
-                          int seq_len, int64_t chunk_rows) {
+                          int seq_len, int64_t chunk_rows, int level) {
   hsize_t dims[2] = {(hsize_t)n_rows, (hsize_t)seq_len};
   hsize_t chunk[2] = {(hsize_t)chunk_rows, (hsize_t)seq_len};
   hid_t space = H5Screate_simple(rank, dims, NULL);
   hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
   H5Pset_chunk(dcpl, rank, chunk);
-  H5Pset_shuffle(dcpl);
-  H5Pset_deflate(dcpl, DEFLATE_LEVEL);
+  if (level > 0) {
+    H5Pset_shuffle(dcpl);
+    H5Pset_deflate(dcpl, (unsigned)level);
+  }
   H5Pset_obj_track_times(dcpl, 0);
   hid_t ds = H5Dcreate2(f, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
   H5Pclose(dcpl);
@@ -138,7 +138,7 @@ tl_shard_writer *tl_shard_writer_open(const char *path, const tl_shard_meta *met
   w->path = tl_xstrdup(path);
   w->seq_len = meta->seq_len;
   w->n_rows = n_rows;
-  w->chunks = tl_h5_chunk_writer_new(DEFLATE_LEVEL);
+  w->chunks = tl_h5_chunk_writer_new(meta->deflate_level);
   if (!w->chunks) {
     free_writer(w);
     return NULL;
@@ -163,7 +163,7 @@ tl_shard_writer *tl_shard_writer_open(const char *path, const tl_shard_meta *met
   for (int i = 0; i < DS_COUNT; i++) {
     int rank = i <= DS_SEGMENTS ? 2 : 1;
     w->ds[i] = make_dataset(w->file, g_ds_names[i], types[i], rank, n_rows, w->seq_len,
-                            w->chunk_rows);
+                            w->chunk_rows, meta->deflate_level);
     if (w->ds[i] < 0) {
       tl_set_error("%s: cannot create dataset %s", path, g_ds_names[i]);
       free_writer(w);

@@ -20,6 +20,7 @@ typedef struct {
   uint64_t split_seed;
   int32_t seq_len, packet_bytes, flow_packets;
   int32_t shard_index;
+  int deflate_level; // 0: chunks stored as they are; 1..9: byte shuffle + deflate
   const char *const *label_names;
   int n_labels;
   const char *const *source_files;

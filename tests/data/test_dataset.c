@@ -126,6 +126,8 @@ static const tl_dataset_summary *finish(tl_dataset_builder *b) {
 // --- classification rows
 
 // Packet task: flow i of class i % 3 has 1 + i % 5 packets, one row each.
+static int g_compress; // deflate level of the sets build_packet_set writes
+
 static void build_packet_set(const char *dir, uint64_t seed, tl_split_policy policy, int flows,
                              int seq_len) {
   tl_dataset_options o;
@@ -137,6 +139,7 @@ static void build_packet_set(const char *dir, uint64_t seed, tl_split_policy pol
   o.split = policy;
   o.min_per_class = 1;
   o.rows_per_shard = 50;
+  o.compress = g_compress;
   tl_dataset_builder *b = tl_dataset_builder_open(&o, g_labels, 3, g_files, 10);
   cr_assert_not_null(b, "%s", tl_last_error());
   for (int i = 0; i < flows; i++) {
@@ -781,7 +784,7 @@ Test(dataset, shard_files_carry_the_documented_attributes) {
   H5Aread(a, H5T_NATIVE_UINT64, &seed), H5Aclose(a);
   cr_assert(vocab == 65541 && seq == 32 && seed == 8);
 
-  // Datasets: types as documented, chunked and deflated.
+  // Datasets: types as documented, chunked, not compressed by default.
   const char *names[] = {"tokens", "segments", "length", "label", "flow_id", "file_index"};
   const size_t sizes[] = {4, 1, 4, 4, 8, 4};
   for (int i = 0; i < 6; i++) {
@@ -790,15 +793,7 @@ Test(dataset, shard_files_carry_the_documented_attributes) {
     cr_assert_eq(H5Tget_class(t), H5T_INTEGER, "%s", names[i]);
     cr_assert_eq(H5Tget_size(t), sizes[i], "%s", names[i]);
     cr_assert_eq(H5Pget_layout(p), H5D_CHUNKED);
-    int found = 0;
-    for (int k = 0; k < H5Pget_nfilters(p); k++) {
-      unsigned flags, cd[8];
-      size_t n_cd = 8;
-      char name[64];
-      H5Z_filter_t id = H5Pget_filter2(p, (unsigned)k, &flags, &n_cd, cd, sizeof name, name, NULL);
-      found |= id == H5Z_FILTER_DEFLATE;
-    }
-    cr_assert(found, "%s is deflated", names[i]);
+    cr_assert_eq(H5Pget_nfilters(p), 0, "%s is stored as it is", names[i]);
     H5Pclose(p), H5Tclose(t), H5Dclose(d);
   }
   H5Fclose(f);
@@ -837,4 +832,50 @@ Test(dataset, pretrain_pairs_balanced_with_long_flows) {
     free_table(&t);
   }
   remove_dir(dir);
+}
+
+// Reads a whole int dataset of a shard file; the caller frees.
+static int64_t *read_ints(const char *path, const char *name, hssize_t *n) {
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+  hid_t s = H5Dget_space(d);
+  *n = H5Sget_simple_extent_npoints(s);
+  int64_t *v = calloc((size_t)*n, sizeof *v);
+  cr_assert(H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0, "%s", name);
+  H5Sclose(s), H5Dclose(d), H5Fclose(f);
+  return v;
+}
+
+Test(dataset, compressed_shards_hold_the_same_rows) {
+  char *plain = make_dir(), *packed = make_dir();
+  build_packet_set(plain, 8, TL_SPLIT_BY_FLOW, 60, 32);
+  g_compress = 3;
+  build_packet_set(packed, 8, TL_SPLIT_BY_FLOW, 60, 32);
+  g_compress = 0;
+  char a[600], b[600];
+  snprintf(a, sizeof a, "%s/train-00000.h5", plain);
+  snprintf(b, sizeof b, "%s/train-00000.h5", packed);
+
+  // Every dataset is byte-shuffled then deflated at the level asked for.
+  hid_t f = H5Fopen(b, H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t d = H5Dopen2(f, "tokens", H5P_DEFAULT), p = H5Dget_create_plist(d);
+  cr_assert_eq(H5Pget_nfilters(p), 2);
+  unsigned flags, cd[8];
+  size_t n_cd = 8;
+  cr_assert_eq(H5Pget_filter2(p, 0, &flags, &n_cd, cd, 0, NULL, NULL), H5Z_FILTER_SHUFFLE);
+  n_cd = 8;
+  cr_assert_eq(H5Pget_filter2(p, 1, &flags, &n_cd, cd, 0, NULL, NULL), H5Z_FILTER_DEFLATE);
+  cr_assert(n_cd >= 1 && cd[0] == 3, "deflate level %u", cd[0]);
+  H5Pclose(p), H5Dclose(d), H5Fclose(f);
+
+  const char *names[] = {"tokens", "segments", "length", "label", "flow_id", "file_index"};
+  for (int i = 0; i < 6; i++) {
+    hssize_t na, nb;
+    int64_t *va = read_ints(a, names[i], &na), *vb = read_ints(b, names[i], &nb);
+    cr_assert(na == nb && na > 0 && memcmp(va, vb, (size_t)na * sizeof *va) == 0, "%s",
+              names[i]);
+    free(va), free(vb);
+  }
+  remove_dir(plain);
+  remove_dir(packed);
 }

@@ -83,17 +83,18 @@ Test(h5_chunk, shuffle_groups_bytes_by_position) {
 }
 
 // Reads dataset name of the shard into buf as mem_type.
-static void read_all(hid_t f, const char *name, hid_t mem_type, void *buf) {
+static void read_all(hid_t f, const char *name, hid_t mem_type, void *buf, int filters) {
   hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
   cr_assert(ds >= 0, "%s", name);
   hid_t dcpl = H5Dget_create_plist(ds);
-  cr_assert(H5Pget_nfilters(dcpl) == 2, "%s: shuffle and deflate declared", name);
+  cr_assert(H5Pget_nfilters(dcpl) == filters, "%s: %d filters declared", name, filters);
   H5Pclose(dcpl);
   cr_assert(H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0, "%s", name);
   H5Dclose(ds);
 }
 
-Test(shard_writer, rows_read_back_across_chunks) {
+// Writes N random rows at a deflate level and reads them back through HDF5.
+static void rows_read_back(int level) {
   enum { L = 300, N = 250 }; // 109 rows per chunk: two whole chunks and a partial one
   const char *path = tmp_path("shard.h5");
   const char *labels[] = {"a", "b"}, *files[] = {"x.pcap"};
@@ -101,7 +102,7 @@ Test(shard_writer, rows_read_back_across_chunks) {
                         .header_policy = "anonymous", .task = "pretrain",
                         .split_policy = "flow", .split = "train", .seq_len = L,
                         .label_names = labels, .n_labels = 2, .source_files = files,
-                        .n_files = 1};
+                        .n_files = 1, .deflate_level = level};
   tl_shard_writer *w = tl_shard_writer_open(path, &meta, N);
   cr_assert(w, "%s", tl_last_error());
   static int32_t want_tok[N][L];
@@ -121,16 +122,17 @@ Test(shard_writer, rows_read_back_across_chunks) {
   cr_assert(tl_shard_writer_close(w) == TL_OK, "%s", tl_last_error());
 
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  int filters = level > 0 ? 2 : 0;
   static int32_t tok[N][L];
   static int8_t seg[N][L];
   int32_t length[N], label[N], file_index[N];
   int64_t flow_id[N];
-  read_all(f, "tokens", H5T_NATIVE_INT32, tok);
-  read_all(f, "segments", H5T_NATIVE_INT8, seg);
-  read_all(f, "length", H5T_NATIVE_INT32, length);
-  read_all(f, "label", H5T_NATIVE_INT32, label);
-  read_all(f, "flow_id", H5T_NATIVE_INT64, flow_id);
-  read_all(f, "file_index", H5T_NATIVE_INT32, file_index);
+  read_all(f, "tokens", H5T_NATIVE_INT32, tok, filters);
+  read_all(f, "segments", H5T_NATIVE_INT8, seg, filters);
+  read_all(f, "length", H5T_NATIVE_INT32, length, filters);
+  read_all(f, "label", H5T_NATIVE_INT32, label, filters);
+  read_all(f, "flow_id", H5T_NATIVE_INT64, flow_id, filters);
+  read_all(f, "file_index", H5T_NATIVE_INT32, file_index, filters);
   H5Fclose(f);
   unlink(path);
   cr_assert(memcmp(tok, want_tok, sizeof tok) == 0);
@@ -139,4 +141,10 @@ Test(shard_writer, rows_read_back_across_chunks) {
     cr_assert(length[r] == h[r].length && label[r] == h[r].label, "row %d", r);
     cr_assert(flow_id[r] == (int64_t)h[r].flow_id && file_index[r] == 0, "row %d", r);
   }
+}
+
+Test(shard_writer, rows_read_back_across_chunks) {
+  rows_read_back(0);
+  rows_read_back(1);
+  rows_read_back(9);
 }
