@@ -1,18 +1,18 @@
 // dataset.c: the dataset builder behind dataset.h.
 //
-// Rows are tokenized as they arrive and appended to one temporary spool file in
-// out_dir; memory holds one small entry per flow (label, file, row counts,
-// split). finish() then decides, per class, which classes stay (min_per_class),
-// which rows stay (max_per_class, spread over as many flows as possible) and where each flow goes
-// (by flow, by file or by row), and writes each split through a bucket shuffle:
-// rows are scattered in one pass into at most MAX_BUCKETS temporary files per
-// split at random, then each bucket is shuffled in memory and appended to the
-// shards. Shards thus hold a uniformly shuffled split while memory stays
+// Rows are tokenized as they arrive and dropped, encoded, into random bucket
+// files in a private folder of out_dir (data/row_shuffle.h); memory holds one
+// small entry per flow (label, file, row counts, split). finish() then decides,
+// per class, which classes stay (min_per_class), which rows stay (max_per_class,
+// spread over as many flows as possible) and where each flow goes (by flow, by
+// file or by row), and drains the buckets in a random order into the three
+// splits' shards. Shards thus hold uniformly shuffled splits while memory stays
 // bounded by one bucket.
 //
 // Pre-training pairs need their B halves from the same split as A (a negative
-// must not carry a test flow's bytes into train), so there a flow's split is
-// fixed when it is first seen, from a seeded hash of its id.
+// must not carry a test flow's bytes into train), so there a row's split is
+// fixed when it is first seen, from a seeded hash of its flow (or file, or the
+// row itself).
 #include "data/dataset.h"
 
 #include <cjson/cJSON.h>
@@ -26,20 +26,16 @@
 #include "data/dataset_vocab.h"
 #include "data/id_map.h"
 #include "data/shard_writer.h"
+#include "data/row_shuffle.h"
 #include "data/split.h"
-#include "data/spool.h"
 #include "data/tokenizer.h"
 
-enum {
-  RESERVOIR_SLOTS = 64, // recent second halves kept per split as negative B candidates
-  BUCKET_ROWS = 4096,   // rows per shuffle bucket, on average
-  MAX_BUCKETS = 128,    // open bucket files per split at most
-};
+enum { RESERVOIR_SLOTS = 64 }; // recent second halves kept per split as negative B candidates
 
 // Streams of the seeded generator, one per purpose, so that changing one
 // choice (say the cap) does not reshuffle another.
 enum { STREAM_PAIRS = 1, STREAM_FLOWS = 1000, STREAM_FILES = 1u << 20, STREAM_ROWS = 2u << 20,
-       STREAM_BUCKET = 3u << 20, STREAM_SHUFFLE = 4u << 20, STREAM_UNIT = 5u << 20 };
+       STREAM_BUCKET = 3u << 20, STREAM_UNIT = 5u << 20 };
 
 static const char *const g_split_names[TL_NUM_SPLITS] = {"train", "valid", "test"};
 static const char *const g_task_names[] = {"pretrain", "packet", "flow"};
@@ -50,9 +46,8 @@ typedef struct {
   uint64_t flow_id;
   int32_t label;      // class (0 when pre-training)
   int32_t file_index; // source file of the flow's first row
-  int64_t rows;       // rows spooled
+  int64_t rows;       // rows added
   int64_t keep;       // rows kept under the cap
-  int64_t seen;       // rows met so far in the current pass over the spool
   uint8_t split;      // the flow's split (not used by the per-row policy)
   uint8_t in_split;   // bit s: a kept row of the flow went to split s
 } flow_entry;
@@ -70,15 +65,15 @@ typedef struct {
 
 struct tl_dataset_builder {
   tl_dataset_options opt;
-  char *out_dir, *header_policy, *tmp_dir, *spool_path;
+  char *out_dir, *header_policy, *tmp_dir;
   char **label_names, **source_files;
   int n_labels, n_files;
   int n_classes; // n_labels, or 1 when pre-training
   tl_tokenizer *tok;
 
-  FILE *spool;
-  int64_t n_rows;      // rows spooled
-  int64_t *class_rows; // [n_classes] rows spooled
+  tl_row_shuffle *buckets; // every row added, encoded, in random buckets
+  int64_t n_rows;          // rows added
+  int64_t *class_rows;     // [n_classes] rows added
   flow_entry *flows;
   int64_t n_flows, cap_flows;
   tl_id_map flow_index; // flow id -> index into flows
@@ -96,7 +91,7 @@ struct tl_dataset_builder {
   // decided at finish()
   int *new_label;        // [n_classes] label in the shards, -1 when dropped
   uint8_t **row_split;   // [n_classes][kept rows] for the per-row policy only
-  int64_t *kept_ordinal; // [n_classes] kept rows met in the current pass
+  int64_t *kept_ordinal; // [n_classes] kept rows met so far while draining
   int64_t (*rows)[TL_NUM_SPLITS];
   int64_t flows_in[TL_NUM_SPLITS];
   int64_t pair_rows[2][TL_NUM_SPLITS]; // pre-training rows per same-origin label
@@ -220,7 +215,7 @@ tl_dataset_builder *tl_dataset_builder_open(const tl_dataset_options *opt,
     for (int i = 0; i < RESERVOIR_SLOTS; i++)
       b->res[s].slot[i].tokens = tl_xmalloc((size_t)opt->seq_len * sizeof(int32_t));
 
-  // The spool lives in a private folder of out_dir: same disk as the shards.
+  // The buckets live in a private folder of out_dir: same disk as the shards.
   if (make_dirs(b->out_dir) != TL_OK) goto fail;
   b->tmp_dir = tl_xstrdup(tl_fmt("%s/.tl-prep-XXXXXX", b->out_dir));
   if (!mkdtemp(b->tmp_dir)) {
@@ -229,12 +224,8 @@ tl_dataset_builder *tl_dataset_builder_open(const tl_dataset_options *opt,
     b->tmp_dir = NULL;
     goto fail;
   }
-  b->spool_path = tl_xstrdup(tl_fmt("%s/rows.spool", b->tmp_dir));
-  b->spool = fopen(b->spool_path, "w+b");
-  if (!b->spool) {
-    tl_set_error("%s: cannot create: %s", b->spool_path, strerror(errno));
-    goto fail;
-  }
+  b->buckets = tl_row_shuffle_open(b->tmp_dir, opt->seed, STREAM_BUCKET);
+  if (!b->buckets) goto fail;
   return b;
 
 fail:
@@ -256,12 +247,13 @@ tl_status tl_dataset_builder_set_vocab(tl_dataset_builder *b, const char *path) 
 
 // --- adding rows
 
-// The split of a pre-training unit, fixed when first seen (see the top comment).
+// The split of a pre-training row, fixed when first seen (see the top
+// comment): by its flow, its file, or the row itself (its flow and index in it).
 static int pretrain_split(const tl_dataset_builder *b, uint64_t flow_id, int file_index,
-                          int64_t ordinal) {
+                          int64_t index_in_flow) {
   uint64_t unit = b->opt.split == TL_SPLIT_BY_FLOW   ? flow_id
                   : b->opt.split == TL_SPLIT_BY_FILE ? (uint64_t)(uint32_t)file_index
-                                                     : (uint64_t)ordinal;
+                                                     : tl_split_hash(flow_id, (uint64_t)index_in_flow);
   uint64_t stream = STREAM_UNIT + (uint64_t)b->opt.split;
   return tl_split_of_hash(tl_split_hash(b->opt.seed ^ stream, unit), b->opt.split_ratio);
 }
@@ -290,7 +282,7 @@ static flow_entry *flow_for_row(tl_dataset_builder *b, uint64_t flow_id, int lab
   f->label = label;
   f->file_index = file_index;
   if (b->opt.task == TL_TASK_PRETRAIN)
-    f->split = (uint8_t)pretrain_split(b, flow_id, file_index, b->n_rows);
+    f->split = (uint8_t)pretrain_split(b, flow_id, file_index, 0);
   tl_id_map_put(&b->flow_index, flow_id, b->n_flows);
   b->n_flows++;
   return f;
@@ -304,9 +296,10 @@ static tl_status check_file_index(const tl_dataset_builder *b, int file_index) {
   return TL_OK;
 }
 
-// Appends a finished row to the spool and counts it.
-static tl_status spool_row(tl_dataset_builder *b, flow_entry *f, const tl_spool_row *h) {
-  if (tl_spool_write(b->spool, b->spool_path, h, b->row) != TL_OK) return TL_ERR;
+// Drops a finished row (tokens in b->row) into the buckets and counts it.
+static tl_status spool_row(tl_dataset_builder *b, flow_entry *f, tl_spool_row *h) {
+  h->index_in_flow = f->rows;
+  if (tl_row_shuffle_add(b->buckets, h, b->row) != TL_OK) return TL_ERR;
   f->rows++;
   b->class_rows[f->label]++;
   b->n_rows++;
@@ -347,7 +340,8 @@ tl_status tl_dataset_add_sample(tl_dataset_builder *b, int label, uint64_t flow_
   for (int p = 0; p < n_use && len < b->opt.seq_len; p++)
     len += (int)tl_tokenize_packet(b->tok, pkts[p], kept_bytes(b, lens[p]), b->row + len,
                                    (size_t)(b->opt.seq_len - len));
-  tl_spool_row h = {flow_id, file_index, label, len, len};
+  tl_spool_row h = {.flow_id = flow_id, .file_index = file_index, .label = label,
+                    .length = len, .a_end = len};
   return spool_row(b, f, &h);
 }
 
@@ -459,7 +453,8 @@ tl_status tl_dataset_add_burst(tl_dataset_builder *b, uint64_t flow_id, int file
   }
   flow_entry *f = flow_for_row(b, flow_id, 0, file_index);
   if (!f) return TL_ERR;
-  int split = b->opt.split == TL_SPLIT_BY_PACKET ? pretrain_split(b, 0, 0, b->n_rows) : f->split;
+  int split = b->opt.split == TL_SPLIT_BY_PACKET ? pretrain_split(b, flow_id, 0, f->rows)
+                                                  : f->split;
   int a_len = (n + 1) / 2;
   const int32_t *a = b->burst, *own_b = b->burst + a_len;
   int own_b_len = n - a_len;
@@ -485,7 +480,8 @@ tl_status tl_dataset_add_burst(tl_dataset_builder *b, uint64_t flow_id, int file
   b->pairs[label]++;
 
   remember_half(b, split, flow_id, own_b, own_b_len);
-  tl_spool_row h = {flow_id, file_index, label, len, a_end};
+  tl_spool_row h = {.flow_id = flow_id, .file_index = file_index, .label = label,
+                    .length = len, .a_end = a_end};
   return spool_row(b, f, &h);
 }
 
@@ -631,99 +627,6 @@ static void plan_classes(tl_dataset_builder *b) {
   free(by_class);
 }
 
-// Called for each kept row of the pass, with its split and its final label.
-typedef tl_status (*row_fn)(tl_dataset_builder *b, int split, flow_entry *f,
-                            const tl_spool_row *h, const int32_t *tokens, void *ctx);
-
-// One pass over the spool in arrival order, deciding for every row whether it
-// is kept and where it goes.
-static tl_status for_each_kept_row(tl_dataset_builder *b, row_fn fn, void *ctx) {
-  if (fflush(b->spool) != 0 || fseek(b->spool, 0, SEEK_SET) != 0) {
-    tl_set_error("%s: cannot rewind: %s", b->spool_path, strerror(errno));
-    return TL_ERR;
-  }
-  for (int64_t i = 0; i < b->n_flows; i++) b->flows[i].seen = 0;
-  for (int c = 0; c < b->n_classes; c++) b->kept_ordinal[c] = 0;
-  tl_spool_row h;
-  int got;
-  for (int64_t ordinal = 0;
-       (got = tl_spool_read(b->spool, b->spool_path, &h, b->row, b->opt.seq_len)) == 1;
-       ordinal++) {
-    flow_entry *f = &b->flows[tl_id_map_get(&b->flow_index, h.flow_id)];
-    int64_t j = f->seen++;
-    if (b->new_label[f->label] < 0 || !tl_split_keep_row(j, f->rows, f->keep)) continue;
-    int split = f->split;
-    if (b->opt.split == TL_SPLIT_BY_PACKET)
-      split = b->opt.task == TL_TASK_PRETRAIN ? pretrain_split(b, 0, 0, ordinal)
-                                              : b->row_split[f->label][b->kept_ordinal[f->label]];
-    b->kept_ordinal[f->label]++;
-    if (b->opt.task != TL_TASK_PRETRAIN) h.label = b->new_label[f->label];
-    if (fn(b, split, f, &h, b->row, ctx) != TL_OK) return TL_ERR;
-  }
-  return got < 0 ? TL_ERR : TL_OK;
-}
-
-// --- finish: writing
-
-// The buckets of all three splits, filled in one pass over the spool.
-typedef struct {
-  int k[TL_NUM_SPLITS];        // buckets per split
-  FILE **bucket[TL_NUM_SPLITS]; // [k]
-  char **path[TL_NUM_SPLITS];   // [k]
-  tl_split_rng rng[TL_NUM_SPLITS];
-} scatter_ctx;
-
-// Counts a kept row for the summary and manifest, and drops it into a random
-// bucket of its split.
-static tl_status scatter_row(tl_dataset_builder *b, int split, flow_entry *f,
-                             const tl_spool_row *h, const int32_t *tokens, void *ctx) {
-  scatter_ctx *sc = ctx;
-  b->rows[f->label][split]++;
-  if (b->opt.task == TL_TASK_PRETRAIN) b->pair_rows[h->label][split]++;
-  if (!(f->in_split & (1u << split))) b->flows_in[split]++;
-  f->in_split |= (uint8_t)(1u << split);
-  int i = (int)tl_split_rng_below(&sc->rng[split], (uint64_t)sc->k[split]);
-  return tl_spool_write(sc->bucket[split][i], sc->path[split][i], h, tokens);
-}
-
-// Opens the buckets: about BUCKET_ROWS rows each by the expected split sizes.
-static tl_status open_buckets(tl_dataset_builder *b, scatter_ctx *sc) {
-  int64_t kept = 0;
-  double sum = 0;
-  for (int64_t i = 0; i < b->n_flows; i++)
-    if (b->new_label[b->flows[i].label] >= 0) kept += b->flows[i].keep;
-  for (int s = 0; s < TL_NUM_SPLITS; s++) sum += b->opt.split_ratio[s];
-  for (int s = 0; s < TL_NUM_SPLITS; s++) {
-    double expect = kept * b->opt.split_ratio[s] / sum;
-    int64_t k = (int64_t)(expect / BUCKET_ROWS) + 1;
-    sc->k[s] = (int)(k > MAX_BUCKETS ? MAX_BUCKETS : k);
-    sc->bucket[s] = tl_xcalloc((size_t)sc->k[s], sizeof *sc->bucket[s]);
-    sc->path[s] = tl_xcalloc((size_t)sc->k[s], sizeof *sc->path[s]);
-    tl_split_rng_seed(&sc->rng[s], b->opt.seed, STREAM_BUCKET + (uint64_t)s);
-    for (int i = 0; i < sc->k[s]; i++) {
-      sc->path[s][i] = tl_xstrdup(tl_fmt("%s/%s-%03d.bucket", b->tmp_dir, g_split_names[s], i));
-      sc->bucket[s][i] = fopen(sc->path[s][i], "w+b");
-      if (!sc->bucket[s][i]) {
-        tl_set_error("%s: cannot create: %s", sc->path[s][i], strerror(errno));
-        return TL_ERR;
-      }
-    }
-  }
-  return TL_OK;
-}
-
-static void close_buckets(scatter_ctx *sc) {
-  for (int s = 0; s < TL_NUM_SPLITS; s++) {
-    for (int i = 0; i < sc->k[s] && sc->path[s]; i++) {
-      if (sc->bucket[s][i]) fclose(sc->bucket[s][i]);
-      if (sc->path[s][i]) unlink(sc->path[s][i]);
-      free(sc->path[s][i]);
-    }
-    free(sc->bucket[s]);
-    free(sc->path[s]);
-  }
-}
-
 // Rolls shard files over every rows_per_shard rows of one split.
 typedef struct {
   tl_dataset_builder *b;
@@ -758,34 +661,6 @@ static tl_status shard_set_append(shard_set *ss, const tl_spool_row *h, const in
   return tl_shard_writer_append(ss->w, h, tokens);
 }
 
-// Reads one bucket back, shuffles it and appends it to the shards.
-static tl_status drain_bucket(shard_set *ss, FILE *f, const char *path, tl_split_rng *rng) {
-  tl_dataset_builder *b = ss->b;
-  int L = b->opt.seq_len;
-  int64_t n = 0, cap = 256;
-  tl_spool_row *hs = tl_xmalloc((size_t)cap * sizeof *hs);
-  int32_t *toks = tl_xmalloc((size_t)cap * (size_t)L * sizeof *toks);
-  tl_status st = TL_OK;
-  int got;
-  rewind(f);
-  while ((got = tl_spool_read(f, path, &hs[n], toks + n * L, L)) == 1) {
-    if (++n < cap) continue;
-    cap *= 2;
-    hs = tl_xrealloc(hs, (size_t)cap * sizeof *hs);
-    toks = tl_xrealloc(toks, (size_t)cap * (size_t)L * sizeof *toks);
-  }
-  if (got < 0) st = TL_ERR;
-  int64_t *perm = tl_xmalloc((size_t)(n ? n : 1) * sizeof *perm);
-  for (int64_t i = 0; i < n; i++) perm[i] = i;
-  tl_split_shuffle(perm, n, rng);
-  for (int64_t i = 0; i < n && st == TL_OK; i++)
-    st = shard_set_append(ss, &hs[perm[i]], toks + perm[i] * L);
-  free(perm);
-  free(hs);
-  free(toks);
-  return st;
-}
-
 static void fill_meta(tl_dataset_builder *b, int split, const char **kept_names, int n_kept,
                       tl_shard_meta *m) {
   memset(m, 0, sizeof *m);
@@ -806,21 +681,70 @@ static void fill_meta(tl_dataset_builder *b, int split, const char **kept_names,
   m->n_files = b->n_files;
 }
 
-// Writes one split: drains each of its buckets, shuffled, into the shards.
-static tl_status write_split(tl_dataset_builder *b, scatter_ctx *sc, int split, int64_t n_rows,
-                             const char **kept_names, int n_kept) {
-  shard_set ss = {.b = b, .split = split, .left = n_rows};
-  fill_meta(b, split, kept_names, n_kept, &ss.meta);
-  tl_split_rng shuffle;
-  tl_split_rng_seed(&shuffle, b->opt.seed, STREAM_SHUFFLE + (uint64_t)split);
-  tl_status st = TL_OK;
-  for (int i = 0; i < sc->k[split] && st == TL_OK; i++)
-    st = drain_bucket(&ss, sc->bucket[split][i], sc->path[split][i], &shuffle);
-  if (tl_shard_writer_close(ss.w) != TL_OK) st = TL_ERR;
-  if (st == TL_OK && ss.left != 0) {
-    tl_set_error("dataset: %s: %lld rows missing after the shuffle", g_split_names[split],
-                 (long long)ss.left);
-    st = TL_ERR;
+// Rows each split will get: kept rows of kept classes, by flow, file or row.
+static void count_split_rows(tl_dataset_builder *b, int64_t n[TL_NUM_SPLITS]) {
+  int64_t *class_kept = tl_xcalloc((size_t)b->n_classes, sizeof *class_kept);
+  for (int64_t i = 0; i < b->n_flows; i++) {
+    const flow_entry *f = &b->flows[i];
+    if (b->new_label[f->label] < 0) continue;
+    class_kept[f->label] += f->keep;
+    if (b->opt.split != TL_SPLIT_BY_PACKET) n[f->split] += f->keep;
+    else if (b->opt.task == TL_TASK_PRETRAIN)
+      for (int64_t j = 0; j < f->rows; j++)
+        if (tl_split_keep_row(j, f->rows, f->keep)) n[pretrain_split(b, f->flow_id, 0, j)]++;
+  }
+  if (b->opt.split == TL_SPLIT_BY_PACKET && b->opt.task != TL_TASK_PRETRAIN)
+    for (int c = 0; c < b->n_classes; c++)
+      for (int64_t k = 0; b->new_label[c] >= 0 && k < class_kept[c]; k++) n[b->row_split[c][k]]++;
+  free(class_kept);
+}
+
+// What draining needs: the three splits' shard sets.
+typedef struct {
+  tl_dataset_builder *b;
+  shard_set set[TL_NUM_SPLITS];
+} drain_ctx;
+
+// Called for each row from the buckets, in random order: drops the rows the
+// plan leaves out, counts the others and appends them to their split.
+static tl_status place_row(const tl_spool_row *h, const int32_t *tokens, void *ctx) {
+  drain_ctx *dc = ctx;
+  tl_dataset_builder *b = dc->b;
+  flow_entry *f = &b->flows[tl_id_map_get(&b->flow_index, h->flow_id)];
+  if (b->new_label[f->label] < 0 || !tl_split_keep_row(h->index_in_flow, f->rows, f->keep))
+    return TL_OK;
+  int split = f->split;
+  if (b->opt.split == TL_SPLIT_BY_PACKET)
+    split = b->opt.task == TL_TASK_PRETRAIN
+                ? pretrain_split(b, h->flow_id, 0, h->index_in_flow)
+                : b->row_split[f->label][b->kept_ordinal[f->label]++];
+  tl_spool_row row = *h;
+  if (b->opt.task != TL_TASK_PRETRAIN) row.label = b->new_label[f->label];
+  else b->pair_rows[h->label][split]++;
+  b->rows[f->label][split]++;
+  if (!(f->in_split & (1u << split))) b->flows_in[split]++;
+  f->in_split |= (uint8_t)(1u << split);
+  return shard_set_append(&dc->set[split], &row, tokens);
+}
+
+// Writes every split: all buckets drained once into three shard sets.
+static tl_status write_splits(tl_dataset_builder *b, const char **kept_names, int n_kept) {
+  int64_t n[TL_NUM_SPLITS] = {0};
+  count_split_rows(b, n);
+  drain_ctx dc = {.b = b};
+  for (int s = 0; s < TL_NUM_SPLITS; s++) {
+    dc.set[s] = (shard_set){.b = b, .split = s, .left = n[s]};
+    fill_meta(b, s, kept_names, n_kept, &dc.set[s].meta);
+    b->summary.total_rows += n[s];
+  }
+  tl_status st = tl_row_shuffle_drain(b->buckets, b->opt.seq_len, place_row, &dc);
+  for (int s = 0; s < TL_NUM_SPLITS; s++) {
+    if (tl_shard_writer_close(dc.set[s].w) != TL_OK) st = TL_ERR;
+    if (st == TL_OK && dc.set[s].left != 0) {
+      tl_set_error("dataset: %s: %lld rows missing after the shuffle", g_split_names[s],
+                   (long long)dc.set[s].left);
+      st = TL_ERR;
+    }
   }
   return st;
 }
@@ -970,20 +894,9 @@ tl_status tl_dataset_builder_finish(tl_dataset_builder *b, const tl_dataset_summ
       if (b->new_label[c] >= 0) kept_names[n_kept++] = b->label_names[c];
   }
 
-  // One pass scatters (and counts) every kept row; each split is then written
-  // from its buckets, and the manifest lists the result.
-  scatter_ctx sc;
-  memset(&sc, 0, sizeof sc);
-  tl_status st = open_buckets(b, &sc);
-  if (st == TL_OK) st = for_each_kept_row(b, scatter_row, &sc);
-  if (st == TL_OK) remove_stale_shards(b);
-  for (int s = 0; s < TL_NUM_SPLITS && st == TL_OK; s++) {
-    int64_t n = 0;
-    for (int c = 0; c < b->n_classes; c++) n += b->rows[c][s];
-    if (n > 0) st = write_split(b, &sc, s, n, kept_names, n_kept);
-    b->summary.total_rows += n;
-  }
-  close_buckets(&sc);
+  // The buckets drain into the shards of all splits; the manifest lists them.
+  remove_stale_shards(b);
+  tl_status st = write_splits(b, kept_names, n_kept);
   if (st == TL_OK) st = write_manifest(b, kept_names, n_kept);
   free(kept_names);
   if (st != TL_OK) return TL_ERR;
@@ -998,9 +911,8 @@ tl_status tl_dataset_builder_finish(tl_dataset_builder *b, const tl_dataset_summ
 // --- free
 
 static void remove_tmp(tl_dataset_builder *b) {
-  if (b->spool) fclose(b->spool);
-  b->spool = NULL;
-  if (b->spool_path) unlink(b->spool_path);
+  tl_row_shuffle_free(b->buckets);
+  b->buckets = NULL;
   if (b->tmp_dir) rmdir(b->tmp_dir);
 }
 
@@ -1032,6 +944,5 @@ void tl_dataset_builder_free(tl_dataset_builder *b) {
   free(b->out_dir);
   free(b->header_policy);
   free(b->tmp_dir);
-  free(b->spool_path);
   free(b);
 }
