@@ -220,9 +220,14 @@ tl_status tl_shard_writer_append(tl_shard_writer *w, const tl_spool_row *h,
   int64_t r = w->buffered;
   int32_t *row = w->tokens + r * w->seq_len;
   int8_t *seg = w->segments + r * w->seq_len;
+  // Segments in three runs: 1 up to a_end, 2 up to length, 0 on padding
+  // (tl_spool_segment, written out for speed).
+  int a_end = h->a_end < 0 ? 0 : (h->a_end < h->length ? h->a_end : h->length);
   memcpy(row, tokens, (size_t)h->length * sizeof *row);
   for (int i = h->length; i < w->seq_len; i++) row[i] = TL_TOK_PAD;
-  for (int i = 0; i < w->seq_len; i++) seg[i] = (int8_t)tl_spool_segment(h, i);
+  memset(seg, 1, (size_t)a_end);
+  memset(seg + a_end, 2, (size_t)(h->length - a_end));
+  memset(seg + h->length, 0, (size_t)(w->seq_len - h->length));
   w->length[r] = h->length;
   w->label[r] = h->label;
   w->flow_id[r] = (int64_t)h->flow_id;

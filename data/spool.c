@@ -37,12 +37,12 @@ static size_t encode_block(const int32_t *tokens, int n, int32_t prev, uint8_t *
   memset(out, 0, map_bytes);
   for (int i = 0; i < n; i++) {
     int32_t t = tokens[i];
-    TL_ASSERTF(t >= 0 && t < LITERAL_LIMIT, "spool: token %d out of range", (int)t);
-    if (continues(prev, t)) {
-      out[k++] = (uint8_t)(t - FIRST_BIGRAM);
-    } else {
+    // The new byte is written either way; a literal adds two and flags itself.
+    out[k++] = (uint8_t)(t - FIRST_BIGRAM);
+    if (!continues(prev, t)) {
+      TL_ASSERTF(t >= 0 && t < LITERAL_LIMIT, "spool: token %d out of range", (int)t);
       out[i / 8] |= (uint8_t)(1u << (i % 8));
-      out[k++] = (uint8_t)t;
+      out[k - 1] = (uint8_t)t;
       out[k++] = (uint8_t)(t >> 8);
       out[k++] = (uint8_t)(t >> 16);
     }
@@ -81,6 +81,16 @@ static const uint8_t *decode_block(const uint8_t *p, const uint8_t *end, int32_t
   p += map_bytes;
   if ((size_t)(end - p) < (size_t)(n + 2 * literals)) return NULL;
   for (int i = 0; i < n; i++) {
+    // Eight continuations in a row (most of a packet): each token is the
+    // byte before it and its own, no bit to test.
+    if (i % 8 == 0 && i + 8 <= n && map[i / 8] == 0 && prev >= FIRST_BIGRAM) {
+      int32_t last = (prev - FIRST_BIGRAM) & 0xff;
+      for (int j = 0; j < 8; j++) tokens[i + j] = FIRST_BIGRAM + ((j ? p[j - 1] : last) << 8 | p[j]);
+      p += 8;
+      i += 7;
+      prev = tokens[i];
+      continue;
+    }
     int32_t t;
     if (map[i / 8] & (1u << (i % 8))) {
       t = (int32_t)(p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16);
