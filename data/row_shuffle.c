@@ -215,6 +215,11 @@ static tl_status drain_bucket(tl_row_shuffle *s, bucket *b, int max_len, tl_row_
   int32_t *tokens = tl_xmalloc((size_t)(max_len > 0 ? max_len : 1) * sizeof *tokens);
   tl_spool_row h;
   for (int64_t i = 0; i < o.n && st == TL_OK; i++) {
+    // Records are visited in random order: fetch the next ones early.
+    for (int k = 1; k <= 2 && i + k < o.n; k++) {
+      __builtin_prefetch(data + o.at[i + k]);
+      __builtin_prefetch(data + o.at[i + k] + 64);
+    }
     size_t avail = (size_t)(b->bytes - o.at[i]);
     if (!tl_spool_decode(data + o.at[i], avail, &h, tokens, max_len, s->path)) st = TL_ERR;
     else st = fn(&h, tokens, ctx);

@@ -16,7 +16,7 @@ typedef struct tl_row_shuffle tl_row_shuffle;
 
 // A bucket holding more encoded bytes than this is scattered again rather than
 // read into memory: the bound on the memory a drain takes.
-#define TL_ROW_SHUFFLE_BUCKET_BYTES ((int64_t)64 << 20)
+#define TL_ROW_SHUFFLE_BUCKET_BYTES ((int64_t)32 << 20)
 
 // Creates the bucket file in dir (an existing private folder). `seed` and
 // `stream` key the random choices, so the same rows added in the same order
