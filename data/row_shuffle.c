@@ -135,7 +135,7 @@ static uint8_t *load_bucket(tl_row_shuffle *s, const bucket *b) {
     }
     at += b->blocks[i].bytes;
   }
-  memcpy(data + at, b->buf, b->used);
+  if (b->used > 0) memcpy(data + at, b->buf, b->used);
   return data;
 }
 
