@@ -7,9 +7,11 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "data/prep.h"
+#include "data/yaml_syntax.h"
 
 // The raw document: one text per scalar key, lists for in and split_ratio.
 typedef struct {
@@ -84,6 +86,16 @@ static void collect_log(cyaml_log_t level, void *ctx, const char *fmt, va_list a
   if (b->len >= sizeof b->text) b->len = sizeof b->text - 1;
 }
 
+// A YAML syntax error as libyaml places it: sets the error and returns 1.
+static int syntax_error(const char *path) {
+  char *text = tl_read_text_file(path);
+  char msg[256];
+  int line = text ? tl_yaml_syntax_error(text, msg, sizeof msg) : 0;
+  free(text);
+  if (line > 0) tl_set_error("%s:%d: YAML syntax: %s", path, line, msg);
+  return line > 0;
+}
+
 // Turns libcyaml's messages into one line: file:line: key: reason.
 static void cyaml_error(const char *path, const tl_cyaml_log *log, cyaml_err_t err) {
   char reason[256] = "", key[128] = "";
@@ -92,6 +104,7 @@ static void cyaml_error(const char *path, const tl_cyaml_log *log, cyaml_err_t e
   if (rl >= sizeof reason) rl = sizeof reason - 1;
   memcpy(reason, log->text, rl);
   const char *r = strncmp(reason, "Load: ", 6) ? reason : reason + 6;
+  if (strstr(r, "libyaml") && syntax_error(path)) return;
   if (sscanf(r, "Unexpected key: %127s", key) == 1) {
     tl_set_error("%s: unknown key '%s' (see configs/prep-*.yaml for the known ones)",
                  where(path, key), key);

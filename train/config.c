@@ -10,6 +10,8 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "data/yaml_syntax.h"
+
 // ---------------------------------------------------------------------------
 // The key table: every config key once, with its type and place in tl_config.
 
@@ -374,6 +376,14 @@ static void set_load_error(const char *yaml, const char *name, const char *log,
   if (rlen >= sizeof reason) rlen = sizeof reason - 1;
   memcpy(reason, log, rlen);
   if (!strncmp(reason, "Load: ", 6)) memmove(reason, reason + 6, strlen(reason + 6) + 1);
+  // A syntax error: libyaml places it; libcyaml would name the field before it.
+  char syntax[256];
+  int syntax_line = strstr(reason, "libyaml") ? tl_yaml_syntax_error(yaml, syntax, sizeof syntax)
+                                              : 0;
+  if (syntax_line > 0) {
+    tl_set_error("%sYAML syntax: %s", where(name, syntax_line), syntax);
+    return;
+  }
   for (const char *p = log; (p = strstr(p, "  in ")); p++) {
     char field[64];
     int l = 0;
