@@ -325,6 +325,26 @@ static tl_skip_reason parse_transport(tl_pctx *c, const uint8_t *ip, uint32_t le
 
 // --- network layer ----------------------------------------------------------
 
+// Records a fragment for the reassembler (data/defrag.h): its addresses and
+// where its header and payload lie. Ports are never read from it.
+static tl_skip_reason note_fragment(tl_pctx *c, const uint8_t *p, uint32_t n, uint32_t tot,
+                                    tl_frag_info f) {
+  tl_packet_info *in = c->info;
+  int v6 = p[0] >> 4 == 6;
+  in->version = v6 ? 6 : 4;
+  in->addr_len = v6 ? 16 : 4;
+  memset(in->src, 0, 16);
+  memset(in->dst, 0, 16);
+  memcpy(in->src, p + (v6 ? 8 : 12), in->addr_len);
+  memcpy(in->dst, p + (v6 ? 24 : 16), in->addr_len);
+  f.ip = p;
+  f.data = p + f.hdr_len;
+  f.data_len = tot - f.hdr_len;
+  f.data_cap = (n < tot ? n : tot) - f.hdr_len;
+  in->frag = f;
+  return TL_SKIP_FRAGMENT;
+}
+
 static tl_skip_reason parse_ipv4(tl_pctx *c, const uint8_t *p, uint32_t n) {
   if (n < 20) return TL_SKIP_TRUNCATED;
   uint32_t ihl = (p[0] & 15u) * 4u, tot = be16(p + 2);
@@ -333,7 +353,12 @@ static tl_skip_reason parse_ipv4(tl_pctx *c, const uint8_t *p, uint32_t n) {
   if (tot == 0) tot = n; // TSO super-frames leave the total length at 0
   if (tot < ihl) return TL_SKIP_BAD_IP;
   uint32_t len = tot < n ? tot : n;
-  if (be16(p + 6) & 0x3fff) return TL_SKIP_FRAGMENT; // MF set or offset != 0
+  uint16_t fl = be16(p + 6);
+  if (fl & 0x3fff) { // MF set or offset != 0
+    tl_frag_info f = {.hdr_len = ihl, .unfrag_len = ihl, .offset = (fl & 0x1fffu) * 8u,
+                      .id = be16(p + 4), .proto = p[9], .more = (fl & 0x2000) != 0};
+    return note_fragment(c, p, n, tot, f);
+  }
 
   tl_packet_info *in = c->info;
   in->ip = p;
@@ -352,7 +377,7 @@ static tl_skip_reason parse_ipv6(tl_pctx *c, const uint8_t *p, uint32_t n) {
   uint32_t plen = be16(p + 4), tot = plen ? 40 + plen : n; // 0: jumbogram or TSO
   uint32_t len = tot < n ? tot : n;
   uint8_t next = p[6];
-  uint32_t off = 40;
+  uint32_t off = 40, nh_off = 6;
 
   // Why: ports sit after the extension headers, and a fragment header means
   // the transport header may describe bytes this packet does not carry.
@@ -360,15 +385,24 @@ static tl_skip_reason parse_ipv6(tl_pctx *c, const uint8_t *p, uint32_t n) {
     if (next == 0 || next == 43 || next == 60 || next == 135 || next == 139 || next == 140) {
       if (len < off + 2) return TL_SKIP_TRUNCATED;
       next = p[off];
+      nh_off = off;
       off += (p[off + 1] + 1u) * 8u;
     } else if (next == 51) { // AH: length in 4-byte units, minus 2
       if (len < off + 2) return TL_SKIP_TRUNCATED;
       next = p[off];
+      nh_off = off;
       off += (p[off + 1] + 2u) * 4u;
     } else if (next == 44) {
       if (len < off + 8) return TL_SKIP_TRUNCATED;
-      if (be16(p + off + 2) != 0) return TL_SKIP_FRAGMENT; // offset or M flag set
+      uint16_t fo = be16(p + off + 2);
+      if (fo != 0) { // offset or M flag set
+        tl_frag_info f = {.hdr_len = off + 8, .unfrag_len = off, .nh_off = nh_off,
+                          .offset = fo & 0xfff8u, .id = be32(p + off + 4), .proto = p[off],
+                          .more = fo & 1};
+        return note_fragment(c, p, len, tot, f);
+      }
       next = p[off];
+      nh_off = off;
       off += 8;
     } else {
       break;

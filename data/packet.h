@@ -16,9 +16,11 @@
 //
 // Nesting (tags, labels, wrappers, tunnels) is limited to 64 levels (TL_SKIP_TOO_DEEP).
 //
-// Fragments: a non-first fragment never gives ports. IPv4/IPv6 fragments are
-// counted and skipped (TL_SKIP_FRAGMENT), first fragments included, since the
-// transport header of a fragmented datagram describes bytes the packet lacks.
+// Fragments: a non-first fragment never gives ports. An IPv4/IPv6 fragment,
+// first ones included, returns TL_SKIP_FRAGMENT (its transport header would
+// describe bytes the packet lacks), with tl_packet_info.frag saying where its
+// IP header and payload are, so that data/defrag.h can rebuild the datagram;
+// tl-prep then parses the whole datagram again as raw IP (LINKTYPE_RAW).
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -45,6 +47,25 @@ typedef enum {
 // Readable names for the summary ("truncated", "fragment", ...).
 const char *tl_skip_reason_name(tl_skip_reason r);
 
+// Where a fragment's pieces are; filled only when tl_packet_parse returns
+// TL_SKIP_FRAGMENT (then tl_packet_info's version, addr_len, src and dst are
+// the fragment's too). Pointers are into the frame.
+typedef struct {
+  const uint8_t *ip;     // the fragmented IP header
+  uint32_t hdr_len;      // bytes before the payload: IPv4 header; IPv6 up to and
+                         // including the fragment extension header
+  uint32_t unfrag_len;   // IPv4: hdr_len; IPv6: bytes before the fragment header
+  uint32_t nh_off;       // IPv6: offset from ip of the next-header byte naming the
+                         // fragment header (6, or inside an extension header)
+  const uint8_t *data;   // fragment payload (= ip + hdr_len)
+  uint32_t data_len;     // its bytes as the IP length says (the capture may hold fewer)
+  uint32_t data_cap;     // of those, how many were captured
+  uint32_t offset;       // byte offset of data in the datagram
+  uint32_t id;           // IPv4 identification / IPv6 fragment identification
+  uint8_t proto;         // IPv4 protocol / next header after the fragment header
+  uint8_t more;          // More Fragments flag
+} tl_frag_info;
+
 typedef struct {
   const uint8_t *ip;  // innermost IP header, inside the captured frame
   uint32_t ip_len;    // its bytes: IP total length, clipped to what was captured
@@ -60,6 +81,7 @@ typedef struct {
   uint8_t tunnels;       // tunnels unwrapped on the way
   uint8_t outer_tunnel;  // 1 when the packet is an unknown tunnel kept as its outer flow
   uint8_t cut;           // 1 when caplen < wirelen (kept, but counted)
+  tl_frag_info frag;     // TL_SKIP_FRAGMENT only (see above)
 } tl_packet_info;
 
 // Parses one frame of the given link type. Fills *info and returns TL_SKIP_NONE,

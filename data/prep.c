@@ -27,6 +27,7 @@ void tl_prep_options_default(tl_prep_options *o, tl_task task) {
   o->flow.min_payload = task == TL_TASK_PACKET ? 1 : 0;
   o->progress = -1;
   o->burst_packets = 8;
+  o->reassemble = 1;
 }
 
 const char *tl_header_policy_name(tl_header_policy p) {
@@ -322,6 +323,7 @@ typedef struct {
   tl_dataset_builder *b;
   tl_prep_counts *c;
   tl_flow_table *table;
+  tl_defrag *defrag;         // NULL with reassembly off
   const tl_holdout *holdout; // NULL unless --holdout-of
   int label, file_index;
   // progress
@@ -412,6 +414,12 @@ static tl_status prep_file(tl_prep_run_ctx *r, tl_flow_table *t, const char *pat
     if (p.bad_timestamp && !first_badts) first_badts = p.number;
     tl_packet_info pi;
     tl_skip_reason why = tl_packet_parse(p.linktype, p.data, p.caplen, p.wirelen, &pi);
+    // A fragment goes to the reassembler; a whole datagram comes back as the
+    // frame (raw IP), so compat's offsets then count from its IP header.
+    const uint8_t *frame = p.data;
+    uint32_t frame_len = p.caplen;
+    if (r->defrag) why = tl_defrag_frame(r->defrag, why, &pi, p.ts_ns, &frame, &frame_len);
+    if (why == TL_SKIP_FRAGMENT && r->defrag) continue; // counted by the reassembler
     if (why != TL_SKIP_NONE) {
       c->skipped[why]++;
       continue;
@@ -420,7 +428,7 @@ static tl_status prep_file(tl_prep_run_ctx *r, tl_flow_table *t, const char *pat
     c->tunnelled += pi.tunnels > 0;
     c->outer_tunnels += pi.outer_tunnel;
     c->packets_used++;
-    size_t n = tl_packet_bytes(&pi, o->policy, for_pretrain, p.data, p.caplen, buf, keep);
+    size_t n = tl_packet_bytes(&pi, o->policy, for_pretrain, frame, frame_len, buf, keep);
     if (tl_flow_table_add(t, &pi, p.ts_ns, p.number, buf, n) != TL_OK) {
       tl_capture_close(cap);
       return TL_ERR;
@@ -448,6 +456,7 @@ static tl_status prep_file(tl_prep_run_ctx *r, tl_flow_table *t, const char *pat
   }
   tl_capture_close(cap);
   c->files_read++;
+  if (r->defrag) tl_defrag_flush(r->defrag); // like flows, never across files
   return tl_flow_table_flush(t);
 }
 
@@ -474,6 +483,27 @@ static void warn_empty_splits(const tl_prep_options *o, const char *name,
               split_names[k]);
 }
 
+// Fragments: how many came, how many datagrams they made, what was dropped and why.
+static void print_fragments(FILE *f, const tl_prep_options *o, const tl_prep_counts *c) {
+  const tl_defrag_stats *d = &c->defrag;
+  if (!o->reassemble) {
+    fprintf(f, "  fragments %lld skipped, not reassembled (reassemble: false)\n",
+            (long long)c->skipped[TL_SKIP_FRAGMENT]);
+    return;
+  }
+  fprintf(f, "  fragments %lld arrived, %lld datagrams reassembled from %lld of them "
+          "(%lld repeats); dropped:", (long long)d->fragments, (long long)d->reassembled,
+          (long long)d->used, (long long)d->duplicates);
+  int any = 0;
+  for (int k = 0; k < TL_DEFRAG_NUM_DROPS; k++) {
+    if (!d->dropped[k]) continue;
+    fprintf(f, "%s %s %lld", any ? "," : "", tl_defrag_drop_name((tl_defrag_drop)k),
+            (long long)d->dropped[k]);
+    any = 1;
+  }
+  fprintf(f, "%s\n", any ? "" : " none");
+}
+
 static void print_summary(FILE *f, const tl_prep_options *o, const tl_inputs *in,
                           const tl_prep_counts *c, const tl_dataset_summary *s) {
   fprintf(f, "tl-prep summary: task %s, header policy %s, split by %s, seed %llu -> %s\n",
@@ -494,6 +524,7 @@ static void print_summary(FILE *f, const tl_prep_options *o, const tl_inputs *in
     any = 1;
   }
   fprintf(f, "%s\n", any ? "" : " none");
+  print_fragments(f, o, c);
   const tl_flow_stats *fl = &c->flow;
   fprintf(f, "  flows    %lld (ended: closed %lld, idle %lld, evicted %lld, end of file %lld; "
           "peak %lld held), bursts %lld\n", (long long)fl->flows,
@@ -566,6 +597,7 @@ tl_status tl_prep_run(const tl_prep_options *o, FILE *report, tl_prep_counts *co
   tl_inputs in = {0};
   tl_dataset_builder *b = NULL;
   tl_flow_table *t = NULL;
+  tl_defrag *defrag = NULL;
   const char **srcs = NULL;
   tl_status st = TL_ERR;
   double t0 = now_s();
@@ -606,6 +638,7 @@ tl_status tl_prep_run(const tl_prep_options *o, FILE *report, tl_prep_counts *co
   fo.burst_packets = o->burst_packets > 0 ? o->burst_packets : fo.burst_packets;
   t = tl_flow_table_new(&fo, &sink, 0);
   r.table = t;
+  if (o->reassemble) r.defrag = defrag = tl_defrag_new(NULL);
 
   // Step 3: one streaming pass over the files.
   for (int i = 0; i < in.n; i++) {
@@ -624,6 +657,7 @@ tl_status tl_prep_run(const tl_prep_options *o, FILE *report, tl_prep_counts *co
   }
   if (r.show_progress) progress(&r, 1);
   c->flow = *tl_flow_table_stats(t);
+  if (defrag) c->defrag = *tl_defrag_stats_get(defrag);
 
   // Step 4: split and write; then the summary.
   const tl_dataset_summary *sum = NULL;
@@ -653,6 +687,7 @@ tl_status tl_prep_run(const tl_prep_options *o, FILE *report, tl_prep_counts *co
 done:
   if (st != TL_OK && c->seconds == 0) c->seconds = now_s() - t0;
   tl_flow_table_free(t);
+  tl_defrag_free(defrag);
   tl_dataset_builder_free(b);
   tl_holdout_free(&holdout);
   free(srcs);

@@ -7,6 +7,7 @@
 
 #include "core/log.h"
 #include "data/dataset.h"
+#include "data/defrag.h"
 #include "data/flow.h"
 #include "data/packet.h"
 
@@ -27,6 +28,7 @@ typedef struct {
   int strict;              // stop with non-zero exit at the first bad file
   int progress;            // -1: on a terminal only, 0: never, 1: always
   int burst_packets;       // packets per burst for pre-training
+  int reassemble;          // IP fragments reassembled (default 1; 0: counted and skipped)
 } tl_prep_options;
 
 // Defaults for a task. Free the strings with tl_prep_options_free().
@@ -65,6 +67,7 @@ typedef struct {
   double seconds;
   int64_t total_rows;
   int64_t held_out_bursts; // pretrain bursts of --holdout-of's valid/test flows, left out
+  tl_defrag_stats defrag;  // fragments (reassemble on; else under skipped)
 } tl_prep_counts;
 
 // Runs the whole pass and writes the shards. Prints warnings (one line per bad

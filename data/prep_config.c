@@ -44,7 +44,7 @@ static const tl_cfg_key g_keys[] = {
     {"reorder_window", K_INT, NULL}, {"flow_key_vlan", K_BOOL, NULL},
     {"strict", K_BOOL, NULL},       {"progress", K_BOOL, NULL},
     {"min_payload", K_INT, NULL},   {"holdout_of", K_STR, NULL},
-    {"compress", K_INT, NULL},
+    {"compress", K_INT, NULL},      {"reassemble", K_BOOL, NULL},
 };
 enum { N_KEYS = sizeof g_keys / sizeof g_keys[0] };
 
@@ -260,6 +260,7 @@ tl_status tl_prep_set_option(tl_prep_options *o, const char *key, const char *va
   else if (!strcmp(key, "flow_key_vlan")) o->flow.key_vlan = bv;
   else if (!strcmp(key, "strict")) o->strict = bv;
   else if (!strcmp(key, "progress")) o->progress = bv;
+  else if (!strcmp(key, "reassemble")) o->reassemble = bv;
   else if (!strcmp(key, "min_payload")) o->flow.min_payload = i;
   else if (!strcmp(key, "holdout_of")) free(o->holdout_of), o->holdout_of = tl_xstrdup(val);
   return TL_OK;

@@ -49,6 +49,11 @@ static void usage(FILE *f) {
       "  --max-flows N       flows held at once (default 100000; oldest end first)\n"
       "  --reorder-window N  packets held back to restore time order (default 4096)\n"
       "  --flow-key-vlan     VLAN and tunnel ids are part of a flow's identity\n"
+      "  --no-reassemble     count and skip IP fragments (key reassemble: false). By\n"
+      "                      default IPv4/IPv6 fragments are reassembled (30 s of capture\n"
+      "                      time, 64 MiB held at most, never across files) and the whole\n"
+      "                      datagram is used like any packet; compat then counts its\n"
+      "                      offsets from the datagram's IP header (it has no link header)\n"
       "behaviour\n"
       "  --strict            stop with an error at the first bad file\n"
       "  --progress / --no-progress   progress line (default: on a terminal)\n"
@@ -69,7 +74,7 @@ static const char *const g_value_flags[] = {
     "holdout-of",    "compress"};
 enum { N_VALUE_FLAGS = sizeof g_value_flags / sizeof g_value_flags[0] };
 enum { OPT_CONFIG = 1000, OPT_IN, OPT_RATIO, OPT_SET, OPT_VLAN, OPT_STRICT, OPT_PROGRESS,
-       OPT_NO_PROGRESS, OPT_HELP, OPT_VALUE0 };
+       OPT_NO_PROGRESS, OPT_NO_REASSEMBLE, OPT_HELP, OPT_VALUE0 };
 
 static void make_longopts(struct option *lo) {
   int n = 0;
@@ -81,6 +86,7 @@ static void make_longopts(struct option *lo) {
   lo[n++] = (struct option){"strict", no_argument, 0, OPT_STRICT};
   lo[n++] = (struct option){"progress", no_argument, 0, OPT_PROGRESS};
   lo[n++] = (struct option){"no-progress", no_argument, 0, OPT_NO_PROGRESS};
+  lo[n++] = (struct option){"no-reassemble", no_argument, 0, OPT_NO_REASSEMBLE};
   lo[n++] = (struct option){"help", no_argument, 0, OPT_HELP};
   for (int i = 0; i < N_VALUE_FLAGS; i++)
     lo[n++] = (struct option){g_value_flags[i], required_argument, 0, OPT_VALUE0 + i};
@@ -152,6 +158,8 @@ static tl_status second_pass(int argc, char **argv, struct option *lo, tl_prep_o
       o->strict = 1;
     } else if (c == OPT_PROGRESS || c == OPT_NO_PROGRESS) {
       o->progress = c == OPT_PROGRESS;
+    } else if (c == OPT_NO_REASSEMBLE) {
+      o->reassemble = 0;
     } else if (c >= OPT_VALUE0) {
       const char *flag = g_value_flags[c - OPT_VALUE0];
       st = tl_prep_set_option(o, flag_key(flag), optarg, tl_fmt("--%s", flag));

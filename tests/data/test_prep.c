@@ -47,7 +47,8 @@ Test(prep_config, loads_every_key) {
                             "reorder_window: 16\n"
                             "flow_key_vlan: true\n"
                             "strict: true\n"
-                            "progress: false\n");
+                            "progress: false\n"
+                            "reassemble: false\n");
   int task;
   cr_assert_eq(tl_prep_config_task(p, &task), TL_OK, "%s", tl_last_error());
   cr_expect_eq(task, TL_TASK_FLOW);
@@ -76,6 +77,7 @@ Test(prep_config, loads_every_key) {
   cr_expect_eq(o.flow.key_vlan, 1);
   cr_expect_eq(o.strict, 1);
   cr_expect_eq(o.progress, 0);
+  cr_expect_eq(o.reassemble, 0);
   // a flag over the config
   cr_assert_eq(tl_prep_set_option(&o, "seq_len", "64", "--seq-len"), TL_OK);
   cr_expect_eq(o.ds.seq_len, 64);
@@ -279,7 +281,27 @@ Test(prep_run, edge_folder_pretrain) {
   cr_expect_gt(c.total_rows, 0);
   long sum = 0;
   for (int k = 0; k < TL_SKIP_NUM_REASONS; k++) sum += c.skipped[k];
-  cr_expect_eq(sum + c.packets_used, c.packets_read);
+  // Every frame is used, skipped or a fragment; a reassembled datagram is one
+  // packet (used or skipped) made of several fragments.
+  cr_expect_eq(sum + c.packets_used + c.defrag.fragments - c.defrag.reassembled,
+               c.packets_read);
+  cr_expect_eq(c.skipped[TL_SKIP_FRAGMENT], 0, "fragments go to the reassembler");
+  cr_expect_gt(c.defrag.reassembled, 0);
+  long dropped = 0;
+  for (int k = 0; k < TL_DEFRAG_NUM_DROPS; k++) dropped += c.defrag.dropped[k];
+  cr_expect_eq(c.defrag.used + dropped, c.defrag.fragments, "none pending after the pass");
+
+  // Reassembly off: today's count-and-skip, and nothing else changes.
+  tl_prep_counts off;
+  o.reassemble = 0;
+  cr_expect_eq(tl_prep_run(&o, NULL, &off), TL_OK, "%s", tl_last_error());
+  sum = 0;
+  for (int k = 0; k < TL_SKIP_NUM_REASONS; k++) sum += off.skipped[k];
+  cr_expect_eq(sum + off.packets_used, off.packets_read);
+  cr_expect_eq(off.skipped[TL_SKIP_FRAGMENT], c.defrag.fragments);
+  cr_expect_eq(off.defrag.fragments, 0);
+  cr_expect_eq(off.packets_used, c.packets_used - c.defrag.reassembled);
+  o.reassemble = 1;
 
   // --strict stops at the first bad file with an error naming it
   o.strict = 1;
