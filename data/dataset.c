@@ -18,15 +18,17 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "data/dataset_vocab.h"
 #include "data/id_map.h"
-#include "data/shard_writer.h"
 #include "data/row_shuffle.h"
+#include "data/shard_writer.h"
 #include "data/split.h"
 #include "data/tokenizer.h"
 
@@ -66,6 +68,7 @@ typedef struct {
 struct tl_dataset_builder {
   tl_dataset_options opt;
   char *out_dir, *header_policy, *tmp_dir;
+  int lock_fd; // flock on OUT/.tl-prep.lock: one builder per output folder
   char **label_names, **source_files;
   int n_labels, n_files;
   int n_classes; // n_labels, or 1 when pre-training
@@ -187,6 +190,50 @@ static char **copy_strings(const char *const *v, int n) {
   return out;
 }
 
+// Takes OUT/.tl-prep.lock, so two runs never write one folder at once. The
+// lock dies with the process, also when it is killed.
+static tl_status lock_out_dir(tl_dataset_builder *b) {
+  const char *path = tl_fmt("%s/.tl-prep.lock", b->out_dir);
+  b->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (b->lock_fd < 0) {
+    tl_set_error("%s: cannot create: %s", path, strerror(errno));
+    return TL_ERR;
+  }
+  if (flock(b->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    tl_set_error("%s: another tl-prep is writing this folder (%s is locked)", b->out_dir,
+                 path);
+    return TL_ERR;
+  }
+  return TL_OK;
+}
+
+// Deletes a folder's files, then the folder (temporary folders hold no subfolders).
+static void remove_flat_dir(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d)))
+    if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) unlink(tl_fmt("%s/%s", dir, e->d_name));
+  closedir(d);
+  rmdir(dir);
+}
+
+// Temporary folders of runs that were killed: with the lock held, no other
+// run can own them.
+static void remove_stale_tmp_dirs(const tl_dataset_builder *b) {
+  DIR *d = opendir(b->out_dir);
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (strncmp(e->d_name, ".tl-prep-", 9) != 0) continue;
+    char *path = tl_xstrdup(tl_fmt("%s/%s", b->out_dir, e->d_name));
+    tl_info("%s: removing what an interrupted run left", path);
+    remove_flat_dir(path);
+    free(path);
+  }
+  closedir(d);
+}
+
 tl_dataset_builder *tl_dataset_builder_open(const tl_dataset_options *opt,
                                             const char *const *label_names, int n_labels,
                                             const char *const *source_files, int n_files) {
@@ -196,6 +243,7 @@ tl_dataset_builder *tl_dataset_builder_open(const tl_dataset_options *opt,
     return NULL;
   }
   tl_dataset_builder *b = tl_xcalloc(1, sizeof *b);
+  b->lock_fd = -1;
   b->opt = *opt;
   b->out_dir = tl_xstrdup(opt->out_dir);
   b->header_policy = tl_xstrdup(opt->header_policy ? opt->header_policy : "anonymous");
@@ -216,7 +264,8 @@ tl_dataset_builder *tl_dataset_builder_open(const tl_dataset_options *opt,
       b->res[s].slot[i].tokens = tl_xmalloc((size_t)opt->seq_len * sizeof(int32_t));
 
   // The buckets live in a private folder of out_dir: same disk as the shards.
-  if (make_dirs(b->out_dir) != TL_OK) goto fail;
+  if (make_dirs(b->out_dir) != TL_OK || lock_out_dir(b) != TL_OK) goto fail;
+  remove_stale_tmp_dirs(b);
   b->tmp_dir = tl_xstrdup(tl_fmt("%s/.tl-prep-XXXXXX", b->out_dir));
   if (!mkdtemp(b->tmp_dir)) {
     tl_set_error("%s: cannot create a temporary folder: %s", b->out_dir, strerror(errno));
@@ -652,7 +701,9 @@ static tl_status shard_set_append(shard_set *ss, const tl_spool_row *h, const in
     b->shard_names[ss->split][idx] = name;
     b->shard_rows[ss->split][idx] = n;
     ss->meta.shard_index = idx;
-    ss->w = tl_shard_writer_open(tl_fmt("%s/%s", b->out_dir, name), &ss->meta, n);
+    // Written in the temporary folder: the set in out_dir stays whole until
+    // the new one is (publish_shards).
+    ss->w = tl_shard_writer_open(tl_fmt("%s/%s", b->tmp_dir, name), &ss->meta, n);
     if (!ss->w) return TL_ERR;
     ss->in_shard = n;
   }
@@ -738,6 +789,10 @@ static tl_status write_splits(tl_dataset_builder *b, const char **kept_names, in
     b->summary.total_rows += n[s];
   }
   tl_status st = tl_row_shuffle_drain(b->buckets, b->opt.seq_len, place_row, &dc);
+  // After a failure the other splits' writers are closed too; the message
+  // that counts is the first one.
+  char first_error[1024] = "";
+  if (st != TL_OK) snprintf(first_error, sizeof first_error, "%s", tl_last_error());
   for (int s = 0; s < TL_NUM_SPLITS; s++) {
     if (tl_shard_writer_close(dc.set[s].w) != TL_OK) st = TL_ERR;
     if (st == TL_OK && dc.set[s].left != 0) {
@@ -746,6 +801,7 @@ static tl_status write_splits(tl_dataset_builder *b, const char **kept_names, in
       st = TL_ERR;
     }
   }
+  if (first_error[0]) tl_set_error("%s", first_error);
   return st;
 }
 
@@ -765,6 +821,28 @@ static void remove_stale_shards(const tl_dataset_builder *b) {
     }
   }
   closedir(d);
+}
+
+// Replaces the set in out_dir by the new shards, all written by now: the old
+// manifest goes first (a folder without one is visibly incomplete), then the
+// old shards, then the new ones move in; the new manifest comes last.
+static tl_status publish_shards(tl_dataset_builder *b) {
+  const char *manifest = tl_fmt("%s/manifest.json", b->out_dir);
+  if (unlink(manifest) != 0 && errno != ENOENT) {
+    tl_set_error("%s: cannot replace: %s", manifest, strerror(errno));
+    return TL_ERR;
+  }
+  remove_stale_shards(b);
+  for (int s = 0; s < TL_NUM_SPLITS; s++)
+    for (int i = 0; i < b->n_shards[s]; i++) {
+      char *from = tl_xstrdup(tl_fmt("%s/%s", b->tmp_dir, b->shard_names[s][i]));
+      const char *to = tl_fmt("%s/%s", b->out_dir, b->shard_names[s][i]);
+      int failed = rename(from, to) != 0;
+      if (failed) tl_set_error("%s: cannot move to %s: %s", from, to, strerror(errno));
+      free(from);
+      if (failed) return TL_ERR;
+    }
+  return TL_OK;
 }
 
 // --- finish: manifest
@@ -895,8 +973,8 @@ tl_status tl_dataset_builder_finish(tl_dataset_builder *b, const tl_dataset_summ
   }
 
   // The buckets drain into the shards of all splits; the manifest lists them.
-  remove_stale_shards(b);
   tl_status st = write_splits(b, kept_names, n_kept);
+  if (st == TL_OK) st = publish_shards(b);
   if (st == TL_OK) st = write_manifest(b, kept_names, n_kept);
   free(kept_names);
   if (st != TL_OK) return TL_ERR;
@@ -913,7 +991,9 @@ tl_status tl_dataset_builder_finish(tl_dataset_builder *b, const tl_dataset_summ
 static void remove_tmp(tl_dataset_builder *b) {
   tl_row_shuffle_free(b->buckets);
   b->buckets = NULL;
-  if (b->tmp_dir) rmdir(b->tmp_dir);
+  if (b->tmp_dir) remove_flat_dir(b->tmp_dir); // with the shards of a failed finish
+  if (b->lock_fd >= 0) close(b->lock_fd);
+  b->lock_fd = -1;
 }
 
 void tl_dataset_builder_free(tl_dataset_builder *b) {

@@ -1,6 +1,7 @@
 // h5_chunk.c: the chunk writer behind h5_chunk.h.
 #include "data/h5_chunk.h"
 
+#include <errno.h>
 #include <libdeflate.h>
 #include <string.h>
 
@@ -55,8 +56,10 @@ static void *grow(unsigned char **buf, size_t *cap, size_t need) {
 // Hands HDF5 a finished chunk. Filter mask 0: every filter of the dataset's
 // pipeline has been applied (none for an unfiltered dataset).
 static tl_status put_chunk(hid_t ds, const hsize_t *offset, const void *bytes, size_t n) {
+  errno = 0;
   if (H5Dwrite_chunk(ds, H5P_DEFAULT, 0, offset, n, bytes) < 0) {
-    tl_set_error("HDF5: writing a chunk of %zu bytes failed", n);
+    tl_set_error("HDF5: writing a chunk of %zu bytes failed%s%s", n, errno ? ": " : "",
+                 errno ? strerror(errno) : "");
     return TL_ERR;
   }
   return TL_OK;

@@ -1,6 +1,7 @@
 // prep_main.c: tl-prep, captures to training shards. A YAML config and flags
 // share one set of keys (flag --seq-len is key seq_len); flags override the config.
 #include <getopt.h>
+#include <hdf5.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -41,8 +42,8 @@ static void usage(FILE *f) {
       "  --max-per-class N   cap per class (0: none)\n"
       "  --min-per-class N   classes with fewer samples are dropped, with a warning\n"
       "  --rows-per-shard N  rows per HDF5 file\n"
-      "  --compress N        deflate level of the shards, 1-9 (default 0: none; 1 makes\n"
-      "                      them about 4x smaller and tl-prep about 2x slower)\n"
+      "  --compress N        deflate level of the shards, 0-9 (default 0: none; 1 makes\n"
+      "                      them about 4x smaller and tl-prep about 2.5x slower)\n"
       "flows\n"
       "  --idle-timeout S    a flow silent this long ends (default 60; 0: never)\n"
       "  --close-linger S    a TCP flow ends this long after FIN both ways / RST (2)\n"
@@ -174,6 +175,11 @@ static tl_status second_pass(int argc, char **argv, struct option *lo, tl_prep_o
 }
 
 int main(int argc, char **argv) {
+  // HDF5's exit-time clean-up crashes on a shard whose close failed (a full
+  // disk); tl-prep closes every file it writes itself, so it goes without.
+  H5dont_atexit();
+  // HDF5 failures become tl-prep's one-line errors; its own stack print is noise.
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
   struct option lo[N_VALUE_FLAGS + 16];
   make_longopts(lo);
   const char *config = NULL, *task_text = NULL;

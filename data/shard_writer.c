@@ -151,7 +151,14 @@ tl_shard_writer *tl_shard_writer_open(const char *path, const tl_shard_meta *met
   // The root group's time stamps would make every run's file differ.
   hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
   H5Pset_obj_track_times(fcpl, 0);
-  w->file = H5Fcreate(path, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+  // Attributes in dense storage (HDF5 1.8 format): a compact one lives in the
+  // object header, which holds 64 KiB, and source_files of a few thousand
+  // captures is larger.
+  H5Pset_attr_phase_change(fcpl, 0, 0);
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);
+  w->file = H5Fcreate(path, H5F_ACC_TRUNC, fcpl, fapl);
+  H5Pclose(fapl);
   H5Pclose(fcpl);
   if (w->file < 0) {
     tl_set_error("%s: cannot create HDF5 shard", path);

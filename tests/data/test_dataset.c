@@ -3,10 +3,12 @@
 // with the token formula of the contract (5 + (b0 << 8 | b1)), not with the
 // tokenizer under test.
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "data/dataset.h"
@@ -878,4 +880,68 @@ Test(dataset, compressed_shards_hold_the_same_rows) {
   }
   remove_dir(plain);
   remove_dir(packed);
+}
+
+// Byte contents of a file, for comparing shard sets (caller frees).
+static char *slurp(const char *path, long *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  *len = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *buf = malloc((size_t)*len + 1);
+  cr_assert_eq(fread(buf, 1, (size_t)*len, f), (size_t)*len);
+  fclose(f);
+  return buf;
+}
+
+Test(dataset, an_interrupted_run_leaves_the_previous_set_whole) {
+  char *dir = make_dir();
+  build_packet_set(dir, 8, TL_SPLIT_BY_FLOW, 60, 32);
+  char path[800];
+  snprintf(path, sizeof path, "%s/train-00000.h5", dir);
+  long before_len, after_len;
+  char *before = slurp(path, &before_len);
+  cr_assert(before);
+
+  // A second run into the same folder that dies before its end (freed
+  // without finish, as a kill would leave it) ...
+  tl_dataset_options o;
+  tl_dataset_options_default(&o, TL_TASK_PACKET);
+  o.out_dir = dir;
+  o.seq_len = 32;
+  tl_dataset_builder *b = tl_dataset_builder_open(&o, g_labels, 3, g_files, 10);
+  cr_assert_not_null(b, "%s", tl_last_error());
+  // ... and one folder a killed run left behind, with its files.
+  char stale[600];
+  snprintf(stale, sizeof stale, "%s/.tl-prep-KILLED", dir);
+  cr_assert_eq(mkdir(stale, 0755), 0);
+  snprintf(path, sizeof path, "%s/rows.buckets", stale);
+  FILE *junk = fopen(path, "w");
+  fputs("junk", junk);
+  fclose(junk);
+
+  // One run per folder at a time.
+  cr_assert_null(tl_dataset_builder_open(&o, g_labels, 3, g_files, 10));
+  cr_assert(strstr(tl_last_error(), "another tl-prep"), "%s", tl_last_error());
+  tl_dataset_builder_free(b);
+
+  // The old set is untouched and complete.
+  snprintf(path, sizeof path, "%s/train-00000.h5", dir);
+  char *after = slurp(path, &after_len);
+  cr_assert(after && after_len == before_len && !memcmp(before, after, (size_t)before_len));
+  snprintf(path, sizeof path, "%s/manifest.json", dir);
+  cr_assert_eq(access(path, F_OK), 0, "the manifest is still there");
+  free(before), free(after);
+
+  // The next run clears what the killed one left, then replaces the set.
+  build_packet_set(dir, 9, TL_SPLIT_BY_FLOW, 60, 32);
+  cr_assert_neq(access(stale, F_OK), 0, "stale temporary folder removed");
+  snprintf(path, sizeof path, "%s/valid-00000.h5", dir);
+  cr_assert_eq(access(path, F_OK), 0);
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  while ((e = readdir(d))) cr_assert(strncmp(e->d_name, ".tl-prep-", 9), "%s left", e->d_name);
+  closedir(d);
+  remove_dir(dir);
 }

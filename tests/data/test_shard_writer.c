@@ -148,3 +148,41 @@ Test(shard_writer, rows_read_back_across_chunks) {
   rows_read_back(1);
   rows_read_back(9);
 }
+
+Test(shard_writer, thousands_of_source_files_fit) {
+  // 6,000 names: far past the 64 KiB an HDF5 object header holds.
+  enum { N_FILES = 6000 };
+  static char names[N_FILES][48];
+  static const char *files[N_FILES];
+  for (int i = 0; i < N_FILES; i++) {
+    snprintf(names[i], sizeof names[i], "session-%05d-of-a-long-capture-name.pcap", i);
+    files[i] = names[i];
+  }
+  const char *labels[] = {"a"}, *path = tmp_path("many.h5");
+  tl_shard_meta meta = {.tokenizer = "etbert-bigram", .vocab_size = 65541,
+                        .header_policy = "anonymous", .task = "packet", .split_policy = "flow",
+                        .split = "train", .seq_len = 4, .label_names = labels, .n_labels = 1,
+                        .source_files = files, .n_files = N_FILES};
+  tl_shard_writer *w = tl_shard_writer_open(path, &meta, 1);
+  cr_assert(w, "%s", tl_last_error());
+  int32_t tokens[4] = {2, 9, 9, 9};
+  tl_spool_row h = {.length = 4, .a_end = 4, .file_index = N_FILES - 1};
+  cr_assert(tl_shard_writer_append(w, &h, tokens) == TL_OK);
+  cr_assert(tl_shard_writer_close(w) == TL_OK, "%s", tl_last_error());
+
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t a = H5Aopen(f, "source_files", H5P_DEFAULT);
+  cr_assert(a >= 0);
+  hid_t type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(type, H5T_VARIABLE);
+  H5Tset_cset(type, H5T_CSET_UTF8);
+  hid_t space = H5Aget_space(a);
+  cr_assert_eq(H5Sget_simple_extent_npoints(space), N_FILES);
+  char **back = calloc(N_FILES, sizeof *back);
+  cr_assert(H5Aread(a, type, back) >= 0);
+  cr_assert_str_eq(back[N_FILES - 1], names[N_FILES - 1]);
+  H5Dvlen_reclaim(type, space, H5P_DEFAULT, back);
+  free(back);
+  H5Sclose(space), H5Tclose(type), H5Aclose(a), H5Fclose(f);
+  unlink(path);
+}
