@@ -28,23 +28,35 @@ typedef struct {
   const char *name;
   tl_key_kind kind;
   const char *choices; // K_ENUM: "a|b|c"
+  int lo, hi;          // K_INT: the accepted range (hi 0: up to 1e9)
 } tl_cfg_key;
 
 // Scalar keys, in the order of tl_raw_cfg.v.
 static const tl_cfg_key g_keys[] = {
-    {"out", K_STR, NULL},           {"labels", K_STR, NULL},
-    {"task", K_ENUM, "pretrain|packet|flow"},
-    {"seq_len", K_INT, NULL},       {"packet_bytes", K_INT, NULL},
-    {"flow_packets", K_INT, NULL},  {"burst_packets", K_INT, NULL},
-    {"seed", K_U64, NULL},          {"split", K_ENUM, "flow|file|packet"},
-    {"max_per_class", K_INT, NULL}, {"min_per_class", K_INT, NULL},
-    {"header_policy", K_ENUM, "anonymous|keep|compat"},
-    {"rows_per_shard", K_INT, NULL}, {"idle_timeout", K_NUM, NULL},
-    {"close_linger", K_NUM, NULL},  {"max_flows", K_INT, NULL},
-    {"reorder_window", K_INT, NULL}, {"flow_key_vlan", K_BOOL, NULL},
-    {"strict", K_BOOL, NULL},       {"progress", K_BOOL, NULL},
-    {"min_payload", K_INT, NULL},   {"holdout_of", K_STR, NULL},
-    {"compress", K_INT, NULL},      {"reassemble", K_BOOL, NULL},
+    {"out", K_STR, NULL, 0, 0},
+    {"labels", K_STR, NULL, 0, 0},
+    {"task", K_ENUM, "pretrain|packet|flow", 0, 0},
+    {"seq_len", K_INT, NULL, 2, 0},
+    {"packet_bytes", K_INT, NULL, 0, 0},
+    {"flow_packets", K_INT, NULL, 1, 0},
+    {"burst_packets", K_INT, NULL, 1, 0},
+    {"seed", K_U64, NULL, 0, 0},
+    {"split", K_ENUM, "flow|file|packet", 0, 0},
+    {"max_per_class", K_INT, NULL, 0, 0},
+    {"min_per_class", K_INT, NULL, 0, 0},
+    {"header_policy", K_ENUM, "anonymous|keep|compat", 0, 0},
+    {"rows_per_shard", K_INT, NULL, 1, 0},
+    {"idle_timeout", K_NUM, NULL, 0, 0},
+    {"close_linger", K_NUM, NULL, 0, 0},
+    {"max_flows", K_INT, NULL, 1, 0},
+    {"reorder_window", K_INT, NULL, 0, 0},
+    {"flow_key_vlan", K_BOOL, NULL, 0, 0},
+    {"strict", K_BOOL, NULL, 0, 0},
+    {"progress", K_BOOL, NULL, 0, 0},
+    {"min_payload", K_INT, NULL, 0, 0},
+    {"holdout_of", K_STR, NULL, 0, 0},
+    {"compress", K_INT, NULL, 0, 9},
+    {"reassemble", K_BOOL, NULL, 0, 0},
 };
 enum { N_KEYS = sizeof g_keys / sizeof g_keys[0] };
 
@@ -223,14 +235,19 @@ tl_status tl_prep_set_option(tl_prep_options *o, const char *key, const char *va
   double dv = 0;
   int bv = 0, ev = 0;
   const char *want = NULL;
-  if (k->kind == K_INT && (!parse_int(val, &iv) || iv < 0 || iv > 1000000000))
-    want = "a whole number from 0 to 1e9";
+  int lo = k->lo, hi = k->hi ? k->hi : 1000000000;
+  char range[64]; // not tl_fmt: `at` may live in its buffer
+  if (hi < 1000000000) snprintf(range, sizeof range, "a whole number from %d to %d", lo, hi);
+  else snprintf(range, sizeof range, "a whole number, at least %d", lo);
+  if (k->kind == K_INT && (!parse_int(val, &iv) || iv < lo || iv > hi)) want = range;
   if (k->kind == K_U64 && (!parse_int(val, &iv) || iv < 0)) want = "a non-negative integer";
   if (k->kind == K_NUM && (!parse_num(val, &dv) || dv < 0)) want = "a non-negative number";
   if (k->kind == K_BOOL && !parse_bool(val, &bv)) want = "true or false";
   if (k->kind == K_ENUM && (ev = parse_enum(val, k->choices)) < 0) want = k->choices;
   if (want) {
-    tl_set_error("%s: %s: expected %s, got '%s'", at, key, want, val);
+    // A flag names itself ("--compress: ..."); a config line or --set, the key.
+    if (at[0] == '-' && strcmp(at, "--set") != 0) tl_set_error("%s: expected %s, got '%s'", at, want, val);
+    else tl_set_error("%s: %s: expected %s, got '%s'", at, key, want, val);
     return TL_ERR;
   }
 

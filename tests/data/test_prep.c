@@ -96,6 +96,10 @@ Test(prep_config, errors_name_file_line_key) {
       {"task: packet\nstrict: maybe\n", ":2", "strict"},
       {"task: packet\nheader_policy: raw\n", ":2", "header_policy"},
       {"task: packet\nseq_len: [1, 2]\n", ":2", "seq_len"},
+      {"task: packet\nout: /tmp/x\ncompress: 10\n", ":3", "compress"},
+      {"task: packet\nrows_per_shard: 0\n", ":2", "rows_per_shard"},
+      {"task: packet\nseq_len: 1\n", ":2", "seq_len"},
+      {"task: packet\nseq_len: 64\n  seed: 3\n", ":3", "YAML syntax"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     const char *p = write_tmp(cases[i].yaml);
