@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "data/capture.h"
+#include "data/defrag.h"
 #include "data/flow.h"
 #include "data/packet.h"
 
@@ -17,10 +18,12 @@ typedef struct {
   int refused, rc;
   long packets, used, tunnelled, cut, flows, bursts;
   long skipped[TL_SKIP_NUM_REASONS];
+  tl_defrag_stats frag; // with reassembly
 } tl_edge_result;
 
-// Reads one file through parse and flows (tshark-like: no timeouts).
-static tl_edge_result run_file(const char *path, int key_vlan) {
+// Reads one file through parse, reassembly if asked, and flows (tshark-like:
+// no timeouts).
+static tl_edge_result run_file(const char *path, int key_vlan, int reassemble) {
   tl_edge_result r = {0};
   tl_capture *c = tl_capture_open(path);
   if (!c) {
@@ -33,21 +36,31 @@ static tl_edge_result run_file(const char *path, int key_vlan) {
   o.close_linger_s = 0;
   o.key_vlan = key_vlan;
   tl_flow_table *t = tl_flow_table_new(&o, NULL, 0);
+  tl_defrag *df = reassemble ? tl_defrag_new(NULL) : NULL;
   tl_capture_packet p;
   while ((r.rc = tl_capture_next(c, &p)) == 1) {
     r.packets++;
     tl_packet_info in;
     tl_skip_reason why = tl_packet_parse(p.linktype, p.data, p.caplen, p.wirelen, &in);
+    const uint8_t *frame = p.data;
+    uint32_t frame_len = p.caplen;
+    if (df) why = tl_defrag_frame(df, why, &in, p.ts_ns, &frame, &frame_len);
+    if (df && why == TL_SKIP_FRAGMENT) continue; // counted in r.frag
     r.skipped[why]++;
     if (why != TL_SKIP_NONE) continue;
     r.used++;
     r.tunnelled += in.tunnels > 0;
     r.cut += in.cut;
     uint8_t b[128];
-    size_t n = tl_packet_bytes(&in, TL_HEADER_ANONYMOUS, 0, p.data, p.caplen, b, sizeof b);
+    size_t n = tl_packet_bytes(&in, TL_HEADER_ANONYMOUS, 0, frame, frame_len, b, sizeof b);
     cr_assert_eq(tl_flow_table_add(t, &in, p.ts_ns, p.number, b, n), TL_OK);
   }
   tl_capture_close(c);
+  if (df) {
+    tl_defrag_flush(df);
+    r.frag = *tl_defrag_stats_get(df);
+    tl_defrag_free(df);
+  }
   tl_flow_table_flush(t);
   r.flows = (long)tl_flow_table_stats(t)->flows;
   r.bursts = (long)tl_flow_table_stats(t)->bursts;
@@ -55,11 +68,13 @@ static tl_edge_result run_file(const char *path, int key_vlan) {
   return r;
 }
 
-static tl_edge_result run(const char *name, int key_vlan) {
+static tl_edge_result run_opt(const char *name, int key_vlan, int reassemble) {
   char path[1024];
   snprintf(path, sizeof path, EDGE "/%s", name);
-  return run_file(path, key_vlan);
+  return run_file(path, key_vlan, reassemble);
 }
+
+static tl_edge_result run(const char *name, int key_vlan) { return run_opt(name, key_vlan, 0); }
 
 // Every file: read fully, or stopped / refused with a message naming it.
 Test(edge, every_file_read_or_refused_with_reason) {
@@ -70,7 +85,7 @@ Test(edge, every_file_read_or_refused_with_reason) {
     if (e->d_name[0] == '.') continue;
     char path[1024];
     snprintf(path, sizeof path, EDGE "/%s", e->d_name);
-    tl_edge_result r = run_file(path, 0);
+    tl_edge_result r = run_file(path, 0, 1);
     files++;
     if (r.refused || r.rc < 0) {
       refused += r.refused;
@@ -79,7 +94,10 @@ Test(edge, every_file_read_or_refused_with_reason) {
     }
     long sum = 0;
     for (int k = 0; k < TL_SKIP_NUM_REASONS; k++) sum += r.skipped[k];
-    cr_expect_eq(sum, r.packets, "%s: every packet used or skipped for a reason", e->d_name);
+    // a reassembled datagram is one packet (used or skipped) of several fragments
+    sum += (long)(r.frag.fragments - r.frag.reassembled);
+    cr_expect_eq(sum, r.packets, "%s: every packet used, skipped for a reason or a fragment",
+                 e->d_name);
   }
   closedir(d);
   cr_expect_eq(files, 56);
@@ -129,13 +147,33 @@ Test(edge, vlan_and_vni_collisions) {
   }
 }
 
-// Fragments are counted and skipped, never read for ports.
-Test(edge, fragments_counted) {
+// Fragments are reassembled (test_defrag.c compares with tshark); off, they are
+// counted and skipped, never read for ports.
+Test(edge, fragments_reassembled) {
+  tl_edge_result a = run_opt("zeek__fragmented-1.pcap", 0, 1);
+  cr_expect_eq(a.frag.fragments, 3);
+  cr_expect_eq(a.frag.dropped[TL_DEFRAG_OVERLAP], 3); // a UDP header rewritten by overlap
+  cr_expect_eq(a.used, 0);
+  tl_edge_result b = run_opt("zeek__ipv6-fragmented-dns.pcap", 0, 1);
+  cr_expect_eq(b.frag.fragments, 4);
+  cr_expect_eq(b.frag.reassembled, 1);
+  cr_expect_eq(b.frag.dropped[TL_DEFRAG_EOF], 1); // a lone last fragment
+  cr_expect_eq(b.skipped[TL_SKIP_FRAGMENT], 0);
+  cr_expect_eq(b.used, 5);
+  cr_expect_eq(b.flows, 2);
+  tl_edge_result g = run_opt("zeek__gtp1_gn_normal_incl_fragmentation.pcap", 0, 1);
+  cr_expect_eq(g.frag.reassembled, 36);
+  cr_expect_eq(g.tunnelled, 68); // every GTP-U packet, the rebuilt ones too
+  cr_expect_eq(g.flows, 1);
+}
+
+Test(edge, fragments_counted_with_reassembly_off) {
   tl_edge_result a = run("zeek__fragmented-1.pcap", 0);
   cr_expect_eq(a.skipped[TL_SKIP_FRAGMENT], 3);
   tl_edge_result b = run("zeek__ipv6-fragmented-dns.pcap", 0);
   cr_expect_eq(b.skipped[TL_SKIP_FRAGMENT], 4);
   cr_expect_eq(b.used, 4);
+  cr_expect_eq(b.frag.fragments, 0);
 }
 
 // Truncation: snaplen 1 cannot hold an IP header; snaplen 68 holds TCP headers.
