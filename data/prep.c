@@ -208,39 +208,51 @@ static char *unquote(char *cell) {
   return cell;
 }
 
-static int cmp_input_path(const void *a, const void *b, void *inputs) {
-  const tl_inputs *in = inputs;
+static int cmp_input_key(const void *a, const void *b, void *keys) {
+  char *const *k = keys;
   int i = *(const int *)a, j = *(const int *)b;
-  int c = strcmp(in->v[i].path, in->v[j].path);
+  int c = strcmp(k[i], k[j]);
   return c ? c : i - j;
 }
 
-// A file listed twice would be read twice and its flows split independently, so
-// the same bytes could land in train and test: repeats are dropped with a
-// warning, and a file given two labels is an error.
-static tl_status drop_repeated_files(const char *csv, tl_inputs *in) {
+// A file met twice (listed twice, a folder given twice, a link to a file
+// already in) would be read twice and its flows split independently, so the
+// same bytes could land in train and test: repeats are dropped with a warning,
+// and a file given two labels is an error. Files are compared by real path.
+static tl_status drop_repeated_files(const char *source, tl_inputs *in) {
   int *order = tl_xmalloc((size_t)(in->n + 1) * sizeof *order);
   char *drop = tl_xcalloc((size_t)in->n + 1, 1);
-  for (int i = 0; i < in->n; i++) order[i] = i;
-  qsort_r(order, (size_t)in->n, sizeof *order, cmp_input_path, in);
+  char **keys = tl_xmalloc((size_t)(in->n + 1) * sizeof *keys);
+  for (int i = 0; i < in->n; i++) {
+    order[i] = i;
+    keys[i] = realpath(in->v[i].path, NULL);
+    if (!keys[i]) keys[i] = tl_xstrdup(in->v[i].path); // unreadable: refused later
+  }
+  qsort_r(order, (size_t)in->n, sizeof *order, cmp_input_key, keys);
   tl_status st = TL_OK;
+  int repeats = 0;
   for (int k = 1; k < in->n && st == TL_OK; k++) {
     const tl_input *a = &in->v[order[k - 1]], *b = &in->v[order[k]];
-    if (strcmp(a->path, b->path)) continue;
+    if (strcmp(keys[order[k - 1]], keys[order[k]])) continue;
     if (a->label != b->label) {
-      tl_set_error("%s: %s is listed with two labels", csv, a->path);
+      tl_set_error("%s: %s and %s are the same file with two labels", source, a->path,
+                   b->path);
       st = TL_ERR;
     } else {
-      tl_warn("%s: %s is listed more than once; read once", csv, a->path);
+      if (++repeats <= 5) tl_warn("%s: %s is the same file as %s; read once", source, b->path,
+                                  a->path);
       drop[order[k]] = 1;
     }
   }
+  if (repeats > 5) tl_warn("%s: %d more repeated files, each read once", source, repeats - 5);
   int n = 0;
   for (int i = 0; i < in->n; i++) {
+    free(keys[i]);
     if (drop[i]) free(in->v[i].path);
     else in->v[n++] = in->v[i];
   }
   in->n = n;
+  free(keys);
   free(order);
   free(drop);
   return st;
@@ -297,7 +309,7 @@ static tl_status find_from_csv(const tl_prep_options *o, tl_inputs *in) {
     if (keep) inputs_add(in, path, label_index(in, cells[lcol]));
   }
   fclose(f);
-  return drop_repeated_files(o->labels_csv, in);
+  return TL_OK;
 }
 
 static tl_status find_inputs(const tl_prep_options *o, tl_inputs *in) {
@@ -308,6 +320,7 @@ static tl_status find_inputs(const tl_prep_options *o, tl_inputs *in) {
     if (s != TL_OK) return s;
     sort_labels(in);
   }
+  if (drop_repeated_files(o->labels_csv ? o->labels_csv : "inputs", in) != TL_OK) return TL_ERR;
   if (in->n == 0) {
     tl_set_error("no input files found (inputs: %d, labels: %s)", o->n_in,
                  o->labels_csv ? o->labels_csv : "class folders");

@@ -516,3 +516,41 @@ Test(prep_run, out_of_range_options_and_fifos_are_refused) {
   cr_expect_null(cap);
   cr_expect(strstr(tl_last_error(), "FIFO"), "%s", tl_last_error());
 }
+
+// The same captures reached twice (a folder given twice, a link into a folder
+// already given) are read once: otherwise their flows could land in train and
+// test.
+Test(prep_run, a_file_reached_twice_is_read_once) {
+  make_tree(T("tree_twice"));
+  char alias[512];
+  snprintf(alias, sizeof alias, "%s", T("tree_alias"));
+  unlink(alias);
+  cr_assert_eq(symlink(PCAPS "/ntp", alias), 0);
+  tl_prep_options o;
+  tl_prep_options_default(&o, TL_TASK_PRETRAIN);
+  o.in = tl_xmalloc(3 * sizeof *o.in);
+  o.in[0] = tl_xstrdup(T("tree_twice"));
+  o.in[1] = tl_xstrdup(T("tree_twice"));
+  o.in[2] = tl_xstrdup(alias);
+  o.n_in = 3;
+  o.out_dir = tl_xstrdup(T("out_twice"));
+  o.progress = 0;
+  tl_prep_counts c;
+  cr_assert_eq(tl_prep_run(&o, NULL, &c), TL_OK, "%s", tl_last_error());
+  tl_prep_options_free(&o);
+  cr_expect_eq(c.files_total, 28, "each of the 28 captures once");
+
+  // Class folders: one capture in two classes is an error, not a leak.
+  char cls[512];
+  snprintf(cls, sizeof cls, "%s", T("classes_twice"));
+  mkdir(cls, 0755);
+  char a[600], b[600];
+  snprintf(a, sizeof a, "%s/a", cls);
+  snprintf(b, sizeof b, "%s/b", cls);
+  unlink(a), unlink(b);
+  cr_assert_eq(symlink(PCAPS "/ntp", a), 0);
+  cr_assert_eq(symlink(PCAPS "/ntp", b), 0);
+  tl_prep_counts c2;
+  cr_expect_eq(run_into(cls, T("out_twice2"), TL_TASK_PACKET, 1, &c2), TL_ERR);
+  cr_expect(strstr(tl_last_error(), "two labels"), "%s", tl_last_error());
+}
