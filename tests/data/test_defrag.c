@@ -4,12 +4,15 @@
 // three real captures are compared with tshark's reassembly.
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "data/capture.h"
 #include "data/defrag.h"
 #include "data/flow.h"
 #include "data/packet.h"
+#include "data/prep.h"
 
 #define PCAPS TL_SHARED_DIR "/data/pcaps"
 #define SEC 1000000000ll
@@ -455,4 +458,46 @@ Test(defrag, captures_match_tshark) {
     cr_expect_eq(off.packets, r.packets - want, "%s", t->name);
     cr_expect_eq(off.datagrams, 0);
   }
+}
+
+// --- tl-prep's summary ----------------------------------------------------------
+
+// Runs tl-prep (pretrain) over the fragment captures; returns the summary text.
+static char *prep_summary(int reassemble, tl_prep_counts *c) {
+  tl_prep_options o;
+  tl_prep_options_default(&o, TL_TASK_PRETRAIN);
+  const char *files[] = {"_edge/zeek__ipv6-fragmented-dns.pcap",
+                         "_edge/zeek__gtp1_gn_normal_incl_fragmentation.pcap"};
+  o.in = tl_xmalloc(2 * sizeof *o.in);
+  for (int i = 0; i < 2; i++) o.in[i] = tl_xstrdup(tl_fmt(PCAPS "/%s", files[i]));
+  o.n_in = 2;
+  o.out_dir = tl_xstrdup(tl_fmt("/tmp/tl_test_defrag_%d", (int)getpid()));
+  o.progress = 0;
+  o.reassemble = reassemble;
+  FILE *f = tmpfile();
+  cr_assert_eq(tl_prep_run(&o, f, c), TL_OK, "%s", tl_last_error());
+  long n = ftell(f);
+  char *text = tl_xcalloc((size_t)n + 1, 1);
+  rewind(f);
+  cr_assert_eq(fread(text, 1, (size_t)n, f), (size_t)n);
+  fclose(f);
+  cr_assert_eq(system(tl_fmt("rm -rf '%s'", o.out_dir)), 0);
+  tl_prep_options_free(&o);
+  return text;
+}
+
+Test(defrag, prep_summary_counts_fragments) {
+  tl_prep_counts c;
+  char *on = prep_summary(1, &c);
+  // 4 + 76 fragments; 1 + 36 datagrams from 3 + 72 of them; 1 + 4 left at file ends
+  cr_expect(strstr(on, "fragments 80 arrived, 37 datagrams reassembled from 75 of them") &&
+                strstr(on, "dropped: end of file 5"),
+            "%s", on);
+  cr_expect(strstr(on, "skipped  none") != NULL, "%s", on);
+  cr_expect_eq(c.packets_used, 5 + 68);
+  free(on);
+  char *off = prep_summary(0, &c);
+  cr_expect(strstr(off, "IP fragment 80") && strstr(off, "fragments 80 skipped"), "%s", off);
+  cr_expect_eq(c.packets_used, 4 + 32);
+  free(off);
 }
