@@ -761,6 +761,10 @@ typedef struct {
 static tl_status place_row(const tl_spool_row *h, const int32_t *tokens, void *ctx) {
   drain_ctx *dc = ctx;
   tl_dataset_builder *b = dc->b;
+  if (b->opt.stop && *b->opt.stop) {
+    tl_set_error("interrupted while writing the shards");
+    return TL_ERR;
+  }
   flow_entry *f = &b->flows[tl_id_map_get(&b->flow_index, h->flow_id)];
   if (b->new_label[f->label] < 0 || !tl_split_keep_row(h->index_in_flow, f->rows, f->keep))
     return TL_OK;

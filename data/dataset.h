@@ -8,6 +8,7 @@
 // and at finish() splits by flow (or by file), applies per-class caps and
 // minimums, and writes train/valid/test shards plus a manifest (data/FORMAT.md).
 #pragma once
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +32,9 @@ typedef struct {
   const char *header_policy;  // "anonymous" (default), "keep", "compat": stored as attribute
   int rows_per_shard;         // rows per HDF5 file
   int compress;               // deflate level of the shards, 0 (none, default) to 9
+  // Set (by a signal handler) to stop: tl-prep's reading and finish() end early
+  // with an error, and out_dir keeps its previous set. NULL: never.
+  const volatile sig_atomic_t *stop;
 } tl_dataset_options;
 
 // Fills the defaults above for a task.

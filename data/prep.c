@@ -421,6 +421,11 @@ static tl_status prep_file(tl_prep_run_ctx *r, tl_flow_table *t, const char *pat
   tl_capture_packet p;
   int rc;
   while ((rc = tl_capture_next(cap, &p)) == 1) {
+    if (o->ds.stop && *o->ds.stop) {
+      tl_set_error("interrupted while reading %s", path);
+      tl_capture_close(cap);
+      return TL_ERR;
+    }
     c->packets_read++;
     n_file++;
     c->bytes_read += p.caplen;

@@ -2,6 +2,7 @@
 // share one set of keys (flag --seq-len is key seq_len); flags override the config.
 #include <getopt.h>
 #include <hdf5.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -174,6 +175,24 @@ static tl_status second_pass(int argc, char **argv, struct option *lo, tl_prep_o
   return TL_OK;
 }
 
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig) {
+  (void)sig;
+  g_stop = 1;
+}
+
+// Ctrl-C or a kill stops the run cleanly: temporary files go and the output
+// folder keeps what it had. A second signal ends the process at once.
+static void catch_signals(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESETHAND;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+}
+
 int main(int argc, char **argv) {
   // HDF5's exit-time clean-up crashes on a shard whose close failed (a full
   // disk); tl-prep closes every file it writes itself, so it goes without.
@@ -212,7 +231,15 @@ int main(int argc, char **argv) {
     goto fail;
   }
 
+  catch_signals();
+  o.ds.stop = &g_stop;
   tl_status st = tl_prep_run(&o, stdout, NULL);
+  if (st != TL_OK && g_stop) {
+    fprintf(stderr, "tl-prep: %s; %s is as it was before this run\n", tl_last_error(),
+            o.out_dir);
+    tl_prep_options_free(&o);
+    return 130; // as a shell reports a process ended by SIGINT
+  }
   if (st != TL_OK) goto fail;
   tl_prep_options_free(&o);
   return 0;

@@ -554,3 +554,29 @@ Test(prep_run, a_file_reached_twice_is_read_once) {
   cr_expect_eq(run_into(cls, T("out_twice2"), TL_TASK_PACKET, 1, &c2), TL_ERR);
   cr_expect(strstr(tl_last_error(), "two labels"), "%s", tl_last_error());
 }
+
+// A stop request (tl-prep's Ctrl-C handler sets it) ends the run with an
+// error and leaves the output folder as it was.
+Test(prep_run, a_stop_request_leaves_the_output_as_it_was) {
+  make_tree(T("tree_stop"));
+  tl_prep_counts c;
+  cr_assert_eq(run_into(T("tree_stop"), T("out_stop"), TL_TASK_PRETRAIN, 1, &c), TL_OK);
+  char *before = NULL, *after = NULL;
+  long n_before = file_bytes(T("out_stop/manifest.json"), &before);
+  volatile sig_atomic_t stop = 1;
+  tl_prep_options o;
+  tl_prep_options_default(&o, TL_TASK_PRETRAIN);
+  o.in = tl_xmalloc(sizeof *o.in);
+  o.in[0] = tl_xstrdup(T("tree_stop"));
+  o.n_in = 1;
+  o.out_dir = tl_xstrdup(T("out_stop"));
+  o.ds.seed = 2;
+  o.ds.stop = &stop;
+  o.progress = 0;
+  cr_assert_eq(tl_prep_run(&o, NULL, &c), TL_ERR);
+  cr_expect(strstr(tl_last_error(), "interrupted"), "%s", tl_last_error());
+  tl_prep_options_free(&o);
+  long n_after = file_bytes(T("out_stop/manifest.json"), &after);
+  cr_expect(n_before > 0 && n_after == n_before && !memcmp(before, after, (size_t)n_before));
+  free(before), free(after);
+}
