@@ -74,9 +74,9 @@ Test(spool, chained_bigrams_take_about_a_byte) {
   for (int i = 1; i < 600; i++) t[i] = 5 + ((i - 1) % 256 << 8 | i % 256);
   tl_spool_row h = {.length = 600, .a_end = 600};
   size_t size = tl_spool_encode(&h, t, buf);
-  // Head, bitmaps (600 bits), two literals ([CLS], the first bigram), and
-  // one byte each for the rest; int32 tokens would take 2,400 bytes.
-  cr_assert(size < TL_SPOOL_HEAD + 75 + 6 + 600, "%zu bytes", size);
+  // Head, two runs ([CLS]; the first bigram and the 598 chained from it):
+  // about a byte per token, where int32 tokens would take 2,400 bytes.
+  cr_assert(size < TL_SPOOL_HEAD + 10 + 600, "%zu bytes", size);
 }
 
 Test(spool, cut_or_damaged_records_are_errors) {
@@ -89,8 +89,8 @@ Test(spool, cut_or_damaged_records_are_errors) {
   cr_assert(tl_spool_decode(buf, size - 3, &back, t, MAX_LEN, "rows.bucket") == 0);
   cr_assert(strstr(tl_last_error(), "rows.bucket"), "%s", tl_last_error());
   cr_assert(tl_spool_decode(buf, size, &back, t, len - 1, "x") == 0, "longer than max_len");
-  buf[TL_SPOOL_HEAD] ^= 0xff; // the first bitmap: literals where there were none
-  cr_assert(tl_spool_decode(buf, size, &back, t, MAX_LEN, "x") == 0, "bitmap damaged");
+  buf[TL_SPOOL_HEAD] ^= 0x7f; // the first run's length: the runs no longer add up
+  cr_assert(tl_spool_decode(buf, size, &back, t, MAX_LEN, "x") == 0, "run length damaged");
 }
 
 // --- the bucket shuffle
