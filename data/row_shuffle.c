@@ -27,7 +27,8 @@ typedef struct {
   size_t used, cap;
   block *blocks; // written records, in order
   int n_blocks, cap_blocks;
-  int64_t bytes; // all its records' bytes
+  int64_t bytes;   // all its records' bytes
+  int64_t records; // how many
 } bucket;
 
 struct tl_row_shuffle {
@@ -101,6 +102,7 @@ static tl_status put_record(tl_row_shuffle *s, bucket *b, int k, const uint8_t *
   memcpy(to->buf + to->used, rec, n);
   to->used += n;
   to->bytes += (int64_t)n;
+  to->records++;
   return TL_OK;
 }
 
@@ -206,7 +208,8 @@ static tl_status note_offset(tl_row_shuffle *s, const uint8_t *rec, size_t size,
 // Hands the rows of one bucket to fn in a random order.
 static tl_status drain_bucket(tl_row_shuffle *s, bucket *b, int max_len, tl_row_fn fn,
                               void *ctx) {
-  if (b->bytes > s->max_bytes) return scatter_again(s, b, max_len, fn, ctx);
+  // One record (larger than the bound) cannot be split further.
+  if (b->bytes > s->max_bytes && b->records > 1) return scatter_again(s, b, max_len, fn, ctx);
   uint8_t *data = load_bucket(s, b);
   if (!data) return TL_ERR;
   offsets o = {.base = data};

@@ -135,12 +135,15 @@ static void assert_permutation(const drained *d, int n) {
 }
 
 Test(row_shuffle, every_row_once_in_a_seeded_order) {
-  static drained a, b, c, deep;
+  static drained a, b, c, deep, tiny;
   shuffle_rows(3000, 1, 0, &a);
   shuffle_rows(3000, 1, 0, &b);
   shuffle_rows(3000, 2, 0, &c);
   // Buckets of at most 200 bytes (about 4 rows) are all scattered again.
   shuffle_rows(3000, 1, 200, &deep);
+  // A bound below one record: buckets split until each holds one, then stop.
+  shuffle_rows(3000, 1, 1, &tiny);
+  assert_permutation(&tiny, 3000);
   assert_permutation(&a, 3000);
   assert_permutation(&c, 3000);
   assert_permutation(&deep, 3000);
