@@ -196,6 +196,9 @@ typedef enum {
 
 // Runs one measurement in a child; returns its time, packets and peak RSS (KiB).
 static tl_bench_out measure(tl_work w, const char *path, long *maxrss_kb) {
+  // Each tl-prep row starts from an empty output folder, as tshark writes to
+  // /dev/null: deleting the last row's shards is not part of the work.
+  if (system("rm -rf /tmp/tl_bench_prep_out") != 0) exit(1);
   int fds[2];
   if (pipe(fds) != 0) exit(1);
   fflush(stdout); // or the child flushes the parent's buffered lines again
