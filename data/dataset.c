@@ -73,6 +73,7 @@ struct tl_dataset_builder {
   int n_labels, n_files;
   int n_classes; // n_labels, or 1 when pre-training
   tl_tokenizer *tok;
+  const tl_tokenizer *table; // what tokenizing uses: NULL (no table) for the native one
 
   tl_row_shuffle *buckets; // every row added, encoded, in random buckets
   int64_t n_rows;          // rows added
@@ -291,6 +292,7 @@ tl_status tl_dataset_builder_set_vocab(tl_dataset_builder *b, const char *path) 
   if (!t) return TL_ERR;
   tl_tokenizer_free(b->tok);
   b->tok = t;
+  b->table = t;
   return TL_OK;
 }
 
@@ -387,7 +389,7 @@ tl_status tl_dataset_add_sample(tl_dataset_builder *b, int label, uint64_t flow_
   int n_use = b->opt.task == TL_TASK_FLOW && n_pkts > b->opt.flow_packets ? b->opt.flow_packets
                                                                            : n_pkts;
   for (int p = 0; p < n_use && len < b->opt.seq_len; p++)
-    len += (int)tl_tokenize_packet(b->tok, pkts[p], kept_bytes(b, lens[p]), b->row + len,
+    len += (int)tl_tokenize_packet(b->table, pkts[p], kept_bytes(b, lens[p]), b->row + len,
                                    (size_t)(b->opt.seq_len - len));
   tl_spool_row h = {.flow_id = flow_id, .file_index = file_index, .label = label,
                     .length = len, .a_end = len};
@@ -460,7 +462,7 @@ static size_t tokenize_burst(tl_dataset_builder *b, const uint8_t *const *pkts,
   }
   size_t n = 0;
   for (int p = 0; p < n_pkts; p++)
-    n += tl_tokenize_packet(b->tok, pkts[p], kept_bytes(b, lens[p]), b->burst + n, total - n);
+    n += tl_tokenize_packet(b->table, pkts[p], kept_bytes(b, lens[p]), b->burst + n, total - n);
   return n;
 }
 

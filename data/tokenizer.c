@@ -13,7 +13,6 @@ tl_tokenizer *tl_tokenizer_native(void) {
   tl_tokenizer *t = tl_xcalloc(1, sizeof *t);
   snprintf(t->name, sizeof t->name, "%s", TL_TOKENIZER_NATIVE);
   t->vocab_size = TL_TOK_VOCAB_SIZE;
-  t->native = 1;
   for (int v = 0; v < TL_TOK_NUM_BIGRAMS; v++) t->bigram_id[v] = TL_TOK_NUM_SPECIAL + v;
   return t;
 }
@@ -24,7 +23,7 @@ size_t tl_tokenize_packet(const tl_tokenizer *t, const uint8_t *bytes, size_t n,
                           size_t cap) {
   size_t count = tl_tokenize_count(n);
   if (count > cap) count = cap;
-  if (!t || t->native) { // the common case, without the 256 KiB table: vectorizes
+  if (!t) { // the native vocabulary, without the 256 KiB table: vectorizes
     for (size_t i = 0; i < count; i++) out[i] = TL_TOK_NUM_SPECIAL + (bytes[i] << 8 | bytes[i + 1]);
     return count;
   }

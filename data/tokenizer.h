@@ -41,7 +41,6 @@ typedef struct tl_tokenizer {
   char name[32];                          // TL_TOKENIZER_NATIVE or TL_TOKENIZER_PUBLISHED
   int32_t vocab_size;                     // 65,541 native; the file's line count if imported
   int32_t n_missing;                      // bigrams that map to [UNK] (0 for native)
-  int32_t native;                         // 1: bigram_id[v] is TL_TOK_NUM_SPECIAL + v
   int32_t bigram_id[TL_TOK_NUM_BIGRAMS];  // (b0<<8 | b1) -> token id
 } tl_tokenizer;
 
