@@ -27,6 +27,7 @@
 
 #include "data/dataset_vocab.h"
 #include "data/id_map.h"
+#include "data/publish.h"
 #include "data/row_shuffle.h"
 #include "data/shard_writer.h"
 #include "data/split.h"
@@ -208,28 +209,16 @@ static tl_status lock_out_dir(tl_dataset_builder *b) {
   return TL_OK;
 }
 
-// Deletes a folder's files, then the folder (temporary folders hold no subfolders).
-static void remove_flat_dir(const char *dir) {
-  DIR *d = opendir(dir);
-  if (!d) return;
-  struct dirent *e;
-  while ((e = readdir(d)))
-    if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) unlink(tl_fmt("%s/%s", dir, e->d_name));
-  closedir(d);
-  rmdir(dir);
-}
-
 // Temporary folders of runs that were killed: with the lock held, no other
-// run can own them.
-static void remove_stale_tmp_dirs(const tl_dataset_builder *b) {
+// run can own them. A complete one is published, a partial one deleted.
+static void recover_stale_tmp_dirs(const tl_dataset_builder *b) {
   DIR *d = opendir(b->out_dir);
   if (!d) return;
   struct dirent *e;
   while ((e = readdir(d))) {
     if (strncmp(e->d_name, ".tl-prep-", 9) != 0) continue;
     char *path = tl_xstrdup(tl_fmt("%s/%s", b->out_dir, e->d_name));
-    tl_info("%s: removing what an interrupted run left", path);
-    remove_flat_dir(path);
+    tl_publish_recover(b->out_dir, path);
     free(path);
   }
   closedir(d);
@@ -266,7 +255,7 @@ tl_dataset_builder *tl_dataset_builder_open(const tl_dataset_options *opt,
 
   // The buckets live in a private folder of out_dir: same disk as the shards.
   if (make_dirs(b->out_dir) != TL_OK || lock_out_dir(b) != TL_OK) goto fail;
-  remove_stale_tmp_dirs(b);
+  recover_stale_tmp_dirs(b);
   b->tmp_dir = tl_xstrdup(tl_fmt("%s/.tl-prep-XXXXXX", b->out_dir));
   if (!mkdtemp(b->tmp_dir)) {
     tl_set_error("%s: cannot create a temporary folder: %s", b->out_dir, strerror(errno));
@@ -811,44 +800,17 @@ static tl_status write_splits(tl_dataset_builder *b, const char **kept_names, in
   return st;
 }
 
-// Deletes shards a previous run left in out_dir ("train-00003.h5"...), so the
-// folder holds exactly what the new manifest lists.
-static void remove_stale_shards(const tl_dataset_builder *b) {
-  DIR *d = opendir(b->out_dir);
-  if (!d) return;
-  struct dirent *e;
-  while ((e = readdir(d))) {
-    for (int s = 0; s < TL_NUM_SPLITS; s++) {
-      size_t n = strlen(g_split_names[s]);
-      const char *rest = e->d_name + n;
-      if (strncmp(e->d_name, g_split_names[s], n) != 0 || rest[0] != '-') continue;
-      if (strlen(rest) != 9 || strcmp(rest + 6, ".h5") != 0) continue;
-      unlink(tl_fmt("%s/%s", b->out_dir, e->d_name));
-    }
-  }
-  closedir(d);
-}
-
-// Replaces the set in out_dir by the new shards, all written by now: the old
-// manifest goes first (a folder without one is visibly incomplete), then the
-// old shards, then the new ones move in; the new manifest comes last.
+// Moves the new set, complete in the temporary folder, into out_dir.
 static tl_status publish_shards(tl_dataset_builder *b) {
-  const char *manifest = tl_fmt("%s/manifest.json", b->out_dir);
-  if (unlink(manifest) != 0 && errno != ENOENT) {
-    tl_set_error("%s: cannot replace: %s", manifest, strerror(errno));
-    return TL_ERR;
-  }
-  remove_stale_shards(b);
+  int n = 0;
+  for (int s = 0; s < TL_NUM_SPLITS; s++) n += b->n_shards[s];
+  char **names = tl_xmalloc((size_t)(n ? n : 1) * sizeof *names);
+  n = 0;
   for (int s = 0; s < TL_NUM_SPLITS; s++)
-    for (int i = 0; i < b->n_shards[s]; i++) {
-      char *from = tl_xstrdup(tl_fmt("%s/%s", b->tmp_dir, b->shard_names[s][i]));
-      const char *to = tl_fmt("%s/%s", b->out_dir, b->shard_names[s][i]);
-      int failed = rename(from, to) != 0;
-      if (failed) tl_set_error("%s: cannot move to %s: %s", from, to, strerror(errno));
-      free(from);
-      if (failed) return TL_ERR;
-    }
-  return TL_OK;
+    for (int i = 0; i < b->n_shards[s]; i++) names[n++] = b->shard_names[s][i];
+  tl_status st = tl_publish_set(b->out_dir, b->tmp_dir, names, n);
+  free(names);
+  return st;
 }
 
 // --- finish: manifest
@@ -926,9 +888,11 @@ static tl_status write_manifest(tl_dataset_builder *b, const char **kept_names, 
   cJSON *m = manifest_json(b, kept_names, n_kept);
   char *text = cJSON_Print(m);
   cJSON_Delete(m);
-  // Written beside, then renamed: a reader never sees half a manifest.
-  char *tmp = tl_xstrdup(tl_fmt("%s/manifest.json.tmp", b->out_dir));
-  char *path = tl_xstrdup(tl_fmt("%s/manifest.json", b->out_dir));
+  // Into the temporary folder, beside the new shards: out_dir changes only
+  // when both are complete (publish_shards). Its presence there marks the
+  // set complete for a later run's recovery, so it is renamed in whole.
+  char *tmp = tl_xstrdup(tl_fmt("%s/manifest.json.part", b->tmp_dir));
+  char *path = tl_xstrdup(tl_fmt("%s/manifest.json", b->tmp_dir));
   FILE *f = fopen(tmp, "w");
   tl_status st = TL_OK;
   if (!f || fputs(text, f) < 0 || fputc('\n', f) < 0 || fclose(f) != 0 || rename(tmp, path)) {
@@ -980,8 +944,8 @@ tl_status tl_dataset_builder_finish(tl_dataset_builder *b, const tl_dataset_summ
 
   // The buckets drain into the shards of all splits; the manifest lists them.
   tl_status st = write_splits(b, kept_names, n_kept);
-  if (st == TL_OK) st = publish_shards(b);
   if (st == TL_OK) st = write_manifest(b, kept_names, n_kept);
+  if (st == TL_OK) st = publish_shards(b);
   free(kept_names);
   if (st != TL_OK) return TL_ERR;
 
@@ -997,7 +961,7 @@ tl_status tl_dataset_builder_finish(tl_dataset_builder *b, const tl_dataset_summ
 static void remove_tmp(tl_dataset_builder *b) {
   tl_row_shuffle_free(b->buckets);
   b->buckets = NULL;
-  if (b->tmp_dir) remove_flat_dir(b->tmp_dir); // with the shards of a failed finish
+  if (b->tmp_dir) tl_remove_flat_dir(b->tmp_dir); // with the shards of a failed finish
   if (b->lock_fd >= 0) close(b->lock_fd);
   b->lock_fd = -1;
 }

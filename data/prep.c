@@ -218,15 +218,19 @@ static int cmp_input_key(const void *a, const void *b, void *keys) {
 // A file met twice (listed twice, a folder given twice, a link to a file
 // already in) would be read twice and its flows split independently, so the
 // same bytes could land in train and test: repeats are dropped with a warning,
-// and a file given two labels is an error. Files are compared by real path.
+// and a file given two labels is an error. Files are compared by device and
+// inode, so hard links count as the same file too.
 static tl_status drop_repeated_files(const char *source, tl_inputs *in) {
   int *order = tl_xmalloc((size_t)(in->n + 1) * sizeof *order);
   char *drop = tl_xcalloc((size_t)in->n + 1, 1);
   char **keys = tl_xmalloc((size_t)(in->n + 1) * sizeof *keys);
   for (int i = 0; i < in->n; i++) {
     order[i] = i;
-    keys[i] = realpath(in->v[i].path, NULL);
-    if (!keys[i]) keys[i] = tl_xstrdup(in->v[i].path); // unreadable: refused later
+    struct stat st;
+    keys[i] = stat(in->v[i].path, &st) == 0
+                  ? tl_xstrdup(tl_fmt("%llu:%llu", (unsigned long long)st.st_dev,
+                                      (unsigned long long)st.st_ino))
+                  : tl_xstrdup(in->v[i].path); // unreadable: refused later
   }
   qsort_r(order, (size_t)in->n, sizeof *order, cmp_input_key, keys);
   tl_status st = TL_OK;
@@ -274,7 +278,7 @@ static tl_status find_from_csv(const tl_prep_options *o, tl_inputs *in) {
   else snprintf(dir, sizeof dir, ".");
 
   char line[8192], *cells[64];
-  int pcol = 0, lcol = 1, lineno = 0;
+  int pcol = 0, lcol = 1, lineno = 0, outside = 0;
   char sep = 0;
   while (fgets(line, sizeof line, f)) {
     lineno++;
@@ -307,8 +311,12 @@ static tl_status find_from_csv(const tl_prep_options *o, tl_inputs *in) {
     for (int k = 0; k < o->n_in && !keep; k++)
       keep = !strncmp(path, o->in[k], strlen(o->in[k]));
     if (keep) inputs_add(in, path, label_index(in, cells[lcol]));
+    else outside++;
   }
   fclose(f);
+  if (outside > 0)
+    tl_warn("%s: %d listed files are not below --in (as the CSV names them) and are left out",
+            o->labels_csv, outside);
   return TL_OK;
 }
 
@@ -608,6 +616,24 @@ static tl_status check_options(const tl_prep_options *o) {
   return TL_OK;
 }
 
+// Whether --out is one of the --holdout-of sets (DIR or DIR1,DIR2): writing it
+// would replace the set being held out. Sets the error when it is.
+static int holdout_is_out(const tl_prep_options *o) {
+  char *out = realpath(o->out_dir, NULL);
+  char *list = tl_xstrdup(o->holdout_of), *save = NULL;
+  int same = 0;
+  for (char *dir = strtok_r(list, ",", &save); dir && out && !same;
+       dir = strtok_r(NULL, ",", &save)) {
+    char *real = realpath(dir, NULL);
+    same = real && !strcmp(real, out);
+    free(real);
+  }
+  if (same) tl_set_error("--out %s is a --holdout-of set: it would be replaced", o->out_dir);
+  free(list);
+  free(out);
+  return same;
+}
+
 tl_status tl_prep_run(const tl_prep_options *o, FILE *report, tl_prep_counts *counts) {
   tl_prep_counts local;
   tl_prep_counts *c = counts ? counts : &local;
@@ -628,6 +654,7 @@ tl_status tl_prep_run(const tl_prep_options *o, FILE *report, tl_prep_counts *co
       tl_set_error("--holdout-of is for --task pretrain");
       goto done;
     }
+    if (holdout_is_out(o)) goto done;
     if (tl_holdout_load(&holdout, o->holdout_of) != TL_OK) goto done;
     // The same captures in the same order, so flow ids match the set's.
     for (int i = 0; i < holdout.n_files; i++) inputs_add(&in, holdout.files_in[i], -1);

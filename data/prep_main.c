@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "data/prep.h"
 
@@ -176,19 +177,30 @@ static tl_status second_pass(int argc, char **argv, struct option *lo, tl_prep_o
 }
 
 static volatile sig_atomic_t g_stop;
+static struct timespec g_first_signal;
 
+// The first signal asks for a clean stop. Another one a second or more later
+// ends the process at once (the impatient second Ctrl-C); one sooner is the
+// same request again, as timeout(1) sends to the process and then its group.
 static void on_signal(int sig) {
-  (void)sig;
-  g_stop = 1;
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  if (!g_stop) {
+    g_first_signal = now;
+    g_stop = 1;
+  } else if (now.tv_sec - g_first_signal.tv_sec >= 2 ||
+             (now.tv_sec - g_first_signal.tv_sec == 1 &&
+              now.tv_nsec >= g_first_signal.tv_nsec)) {
+    _exit(128 + sig);
+  }
 }
 
 // Ctrl-C or a kill stops the run cleanly: temporary files go and the output
-// folder keeps what it had. A second signal ends the process at once.
+// folder keeps what it had.
 static void catch_signals(void) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
-  sa.sa_flags = SA_RESETHAND;
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
 }

@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "data/dataset.h"
@@ -943,5 +946,102 @@ Test(dataset, an_interrupted_run_leaves_the_previous_set_whole) {
   struct dirent *e;
   while ((e = readdir(d))) cr_assert(strncmp(e->d_name, ".tl-prep-", 9), "%s left", e->d_name);
   closedir(d);
+  remove_dir(dir);
+}
+
+// A run killed while it moved its finished set in: the next run completes the
+// move, so the folder holds the new set whole (never a mix of the two).
+Test(dataset, a_set_killed_while_moving_in_is_completed_by_the_next_run) {
+  char *dir = make_dir(), *other = make_dir();
+  build_packet_set(dir, 8, TL_SPLIT_BY_FLOW, 60, 32);   // the previous set
+  build_packet_set(other, 9, TL_SPLIT_BY_FLOW, 60, 32); // the new set, made elsewhere
+  // The kill's aftermath: the old manifest gone, one new shard moved in (over
+  // its old namesake), the rest and the new manifest still in the temporary folder.
+  char tmp[700], from[900], to[900];
+  snprintf(tmp, sizeof tmp, "%s/.tl-prep-CRASHED", dir);
+  cr_assert_eq(mkdir(tmp, 0755), 0);
+  const char *moved = "train-00000.h5", *waiting[] = {"train-00001.h5", "valid-00000.h5",
+                                                      "test-00000.h5", "manifest.json"};
+  snprintf(to, sizeof to, "%s/manifest.json", dir);
+  cr_assert_eq(unlink(to), 0);
+  snprintf(from, sizeof from, "%s/%s", other, moved);
+  snprintf(to, sizeof to, "%s/%s", dir, moved);
+  cr_assert_eq(rename(from, to), 0);
+  for (int i = 0; i < 4; i++) {
+    snprintf(from, sizeof from, "%s/%s", other, waiting[i]);
+    snprintf(to, sizeof to, "%s/%s", tmp, waiting[i]);
+    if (access(from, F_OK) == 0) cr_assert_eq(rename(from, to), 0, "%s", waiting[i]);
+  }
+
+  // The next run (here: opening a builder) finishes the move.
+  tl_dataset_options o;
+  tl_dataset_options_default(&o, TL_TASK_PACKET);
+  o.out_dir = dir;
+  tl_dataset_builder *b = tl_dataset_builder_open(&o, g_labels, 3, g_files, 10);
+  cr_assert_not_null(b, "%s", tl_last_error());
+  tl_dataset_builder_free(b);
+  cr_assert_neq(access(tmp, F_OK), 0, "temporary folder gone");
+  tl_shards *s = tl_shards_open(dir, "train");
+  cr_assert_not_null(s, "the completed set opens: %s", tl_last_error());
+  tl_shards_close(s);
+  // Same rows as the new set built straight (seed 9).
+  char *again = make_dir();
+  build_packet_set(again, 9, TL_SPLIT_BY_FLOW, 60, 32);
+  const char *files[] = {"manifest.json", "train-00000.h5", "valid-00000.h5"};
+  for (int i = 0; i < 3; i++) {
+    long na, nb;
+    snprintf(from, sizeof from, "%s/%s", dir, files[i]);
+    snprintf(to, sizeof to, "%s/%s", again, files[i]);
+    char *a = slurp(from, &na), *c = slurp(to, &nb);
+    cr_assert(a && c && na == nb && !memcmp(a, c, (size_t)na), "%s differs", files[i]);
+    free(a), free(c);
+  }
+  remove_dir(dir), remove_dir(other), remove_dir(again);
+}
+
+// A write that fails (here: a file size limit, as a full disk) leaves the
+// previous set as it was.
+Test(dataset, a_failed_write_leaves_the_previous_set_whole) {
+  char *dir = make_dir();
+  build_packet_set(dir, 8, TL_SPLIT_BY_FLOW, 60, 32);
+  char manifest[700];
+  snprintf(manifest, sizeof manifest, "%s/manifest.json", dir);
+  long n_before, n_after;
+  char *before = slurp(manifest, &n_before);
+  pid_t pid = fork();
+  if (pid == 0) {
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit small = {2048, 2048};
+    setrlimit(RLIMIT_FSIZE, &small);
+    tl_dataset_options o;
+    tl_dataset_options_default(&o, TL_TASK_PACKET);
+    o.out_dir = dir;
+    o.seq_len = 32;
+    o.seed = 9;
+    o.min_per_class = 1;
+    tl_dataset_builder *b = tl_dataset_builder_open(&o, g_labels, 3, g_files, 10);
+    int failed = 0;
+    for (int i = 0; b && i < 60 && !failed; i++) {
+      packets p;
+      make_packets(&p, flow_id_of(i), 0, 1 + i % 5);
+      for (int k = 0; k < p.n && !failed; k++) {
+        const uint8_t *one[1] = {p.bytes[k]};
+        failed = tl_dataset_add_sample(b, i % 3, flow_id_of(i), i % 10, one, &p.lens[k], 1);
+      }
+      free_packets(&p);
+    }
+    if (b && !failed) failed = tl_dataset_builder_finish(b, NULL) != TL_OK;
+    tl_dataset_builder_free(b);
+    _exit(failed ? 3 : 0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 3, "the limited run must fail");
+  char *after = slurp(manifest, &n_after);
+  cr_assert(after && n_after == n_before && !memcmp(before, after, (size_t)n_before));
+  tl_shards *s = tl_shards_open(dir, "valid");
+  cr_assert_not_null(s, "%s", tl_last_error());
+  tl_shards_close(s);
+  free(before), free(after);
   remove_dir(dir);
 }

@@ -553,6 +553,20 @@ Test(prep_run, a_file_reached_twice_is_read_once) {
   tl_prep_counts c2;
   cr_expect_eq(run_into(cls, T("out_twice2"), TL_TASK_PACKET, 1, &c2), TL_ERR);
   cr_expect(strstr(tl_last_error(), "two labels"), "%s", tl_last_error());
+
+  // Hard links are the same file too (when the file system allows them here).
+  char hl[512], ha[600], hb[600], fa[700], fb[700];
+  snprintf(hl, sizeof hl, "%s", T("hardlinks"));
+  snprintf(ha, sizeof ha, "%s/a", hl);
+  snprintf(hb, sizeof hb, "%s/b", hl);
+  mkdir(hl, 0755), mkdir(ha, 0755), mkdir(hb, 0755);
+  snprintf(fa, sizeof fa, "%s/one.pcap", ha);
+  snprintf(fb, sizeof fb, "%s/two.pcap", hb);
+  unlink(fa), unlink(fb);
+  if (link(PCAPS "/ntp/ndpi__NTPv2.pcap", fa) == 0 && link(fa, fb) == 0) {
+    cr_expect_eq(run_into(hl, T("out_twice3"), TL_TASK_PACKET, 1, &c2), TL_ERR);
+    cr_expect(strstr(tl_last_error(), "two labels"), "%s", tl_last_error());
+  }
 }
 
 // A stop request (tl-prep's Ctrl-C handler sets it) ends the run with an
@@ -579,4 +593,23 @@ Test(prep_run, a_stop_request_leaves_the_output_as_it_was) {
   long n_after = file_bytes(T("out_stop/manifest.json"), &after);
   cr_expect(n_before > 0 && n_after == n_before && !memcmp(before, after, (size_t)n_before));
   free(before), free(after);
+}
+
+// Pre-training into the very set it holds out would replace that set.
+Test(prep_run, holdout_set_is_not_the_output) {
+  make_tree(T("tree_ho"));
+  tl_prep_counts c;
+  cr_assert_eq(run_into(T("tree_ho"), T("out_ho"), TL_TASK_PACKET, 1, &c), TL_OK, "%s",
+               tl_last_error());
+  tl_prep_options o;
+  tl_prep_options_default(&o, TL_TASK_PRETRAIN);
+  o.holdout_of = tl_xstrdup(tl_fmt("%s,%s", T("out_elsewhere"), T("out_ho")));
+  o.out_dir = tl_xstrdup(T("out_ho"));
+  o.progress = 0;
+  cr_expect_eq(tl_prep_run(&o, NULL, &c), TL_ERR);
+  cr_expect(strstr(tl_last_error(), "would be replaced"), "%s", tl_last_error());
+  tl_prep_options_free(&o);
+  char *m = NULL;
+  cr_expect_gt(file_bytes(T("out_ho/manifest.json"), &m), 0, "the packet set is still there");
+  free(m);
 }
