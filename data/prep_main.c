@@ -39,7 +39,7 @@ static void usage(FILE *f) {
       "                      compat (ET-BERT's fixed offsets: whole frame / frame[38:])\n"
       "splits and classes\n"
       "  --split S           flow (default) | file | packet\n"
-      "  --split-ratio A,B,C train,valid,test (default 8,1,1)\n"
+      "  --split-ratio A,B,C train,valid,test (default 8,1,1; pretrain 9,1,0)\n"
       "  --seed N            split and pairing seed\n"
       "  --max-per-class N   cap per class (0: none)\n"
       "  --min-per-class N   classes with fewer samples are dropped, with a warning\n"
@@ -63,8 +63,10 @@ static void usage(FILE *f) {
       "  --set KEY=VALUE     any config key\n"
       "  --help\n"
       "Exit status: 0 when shards were written; 1 when nothing usable remains, on bad\n"
-      "options, or with --strict at the first bad file. Bad files are warned about (file and\n"
-      "packet number) and their good packets are used.\n",
+      "options, or with --strict at the first bad file; 130 when stopped by Ctrl-C or\n"
+      "SIGTERM. Bad files are warned about (file and packet number) and their good packets\n"
+      "are used. OUT changes only when the new set is complete (data/FORMAT.md); a second\n"
+      "tl-prep into the same OUT is refused while one runs (OUT/.tl-prep.lock).\n",
       f);
 }
 
