@@ -133,8 +133,10 @@ static const tl_dataset_summary *finish(tl_dataset_builder *b) {
 // Packet task: flow i of class i % 3 has 1 + i % 5 packets, one row each.
 static int g_compress; // deflate level of the sets build_packet_set writes
 
-static void build_packet_set(const char *dir, uint64_t seed, tl_split_policy policy, int flows,
-                             int seq_len) {
+// Builds the set; TL_ERR (tl_last_error() set) at the first failure. No
+// assertion inside, so a forked child can run it too.
+static tl_status try_build_packet_set(const char *dir, uint64_t seed, tl_split_policy policy,
+                                      int flows, int seq_len) {
   tl_dataset_options o;
   tl_dataset_options_default(&o, TL_TASK_PACKET);
   o.out_dir = dir;
@@ -146,19 +148,25 @@ static void build_packet_set(const char *dir, uint64_t seed, tl_split_policy pol
   o.rows_per_shard = 50;
   o.compress = g_compress;
   tl_dataset_builder *b = tl_dataset_builder_open(&o, g_labels, 3, g_files, 10);
-  cr_assert_not_null(b, "%s", tl_last_error());
-  for (int i = 0; i < flows; i++) {
+  tl_status st = b ? TL_OK : TL_ERR;
+  for (int i = 0; i < flows && st == TL_OK; i++) {
     packets p;
     make_packets(&p, flow_id_of(i), 0, 1 + i % 5);
-    for (int k = 0; k < p.n; k++) {
+    for (int k = 0; k < p.n && st == TL_OK; k++) {
       const uint8_t *one[1] = {p.bytes[k]};
-      cr_assert_eq(tl_dataset_add_sample(b, i % 3, flow_id_of(i), i % 10, one, &p.lens[k], 1),
-                   TL_OK);
+      st = tl_dataset_add_sample(b, i % 3, flow_id_of(i), i % 10, one, &p.lens[k], 1);
     }
     free_packets(&p);
   }
-  finish(b);
+  if (st == TL_OK) st = tl_dataset_builder_finish(b, NULL);
   tl_dataset_builder_free(b);
+  return st;
+}
+
+static void build_packet_set(const char *dir, uint64_t seed, tl_split_policy policy, int flows,
+                             int seq_len) {
+  cr_assert_eq(try_build_packet_set(dir, seed, policy, flows, seq_len), TL_OK, "%s",
+               tl_last_error());
 }
 
 // The expected row of packet k of flow i: [CLS] bigrams, cut and padded.
@@ -1013,26 +1021,7 @@ Test(dataset, a_failed_write_leaves_the_previous_set_whole) {
     signal(SIGXFSZ, SIG_IGN);
     struct rlimit small = {2048, 2048};
     setrlimit(RLIMIT_FSIZE, &small);
-    tl_dataset_options o;
-    tl_dataset_options_default(&o, TL_TASK_PACKET);
-    o.out_dir = dir;
-    o.seq_len = 32;
-    o.seed = 9;
-    o.min_per_class = 1;
-    tl_dataset_builder *b = tl_dataset_builder_open(&o, g_labels, 3, g_files, 10);
-    int failed = 0;
-    for (int i = 0; b && i < 60 && !failed; i++) {
-      packets p;
-      make_packets(&p, flow_id_of(i), 0, 1 + i % 5);
-      for (int k = 0; k < p.n && !failed; k++) {
-        const uint8_t *one[1] = {p.bytes[k]};
-        failed = tl_dataset_add_sample(b, i % 3, flow_id_of(i), i % 10, one, &p.lens[k], 1);
-      }
-      free_packets(&p);
-    }
-    if (b && !failed) failed = tl_dataset_builder_finish(b, NULL) != TL_OK;
-    tl_dataset_builder_free(b);
-    _exit(failed ? 3 : 0);
+    _exit(try_build_packet_set(dir, 9, TL_SPLIT_BY_FLOW, 60, 32) == TL_OK ? 0 : 3);
   }
   int status = 0;
   waitpid(pid, &status, 0);
