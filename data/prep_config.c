@@ -108,6 +108,16 @@ static int syntax_error(const char *path) {
   return line > 0;
 }
 
+// A key given twice, named at its second line: sets the error and returns 1.
+static int duplicate_key(const char *path) {
+  char *text = tl_read_text_file(path);
+  char key[128];
+  int first = 0, line = text ? tl_yaml_duplicate_key(text, &first, key, sizeof key) : 0;
+  free(text);
+  if (line > 0) tl_set_error("%s:%d: %s: given twice (first on line %d)", path, line, key, first);
+  return line > 0;
+}
+
 // Turns libcyaml's messages into one line: file:line: key: reason.
 static void cyaml_error(const char *path, const tl_cyaml_log *log, cyaml_err_t err) {
   char reason[256] = "", key[128] = "";
@@ -117,6 +127,7 @@ static void cyaml_error(const char *path, const tl_cyaml_log *log, cyaml_err_t e
   memcpy(reason, log->text, rl);
   const char *r = strncmp(reason, "Load: ", 6) ? reason : reason + 6;
   if (strstr(r, "libyaml") && syntax_error(path)) return;
+  if (strstr(r, "already seen") && duplicate_key(path)) return;
   if (sscanf(r, "Unexpected key: %127s", key) == 1) {
     tl_set_error("%s: unknown key '%s' (see configs/prep-*.yaml for the known ones)",
                  where(path, key), key);

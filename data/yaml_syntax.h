@@ -10,3 +10,8 @@
 // context", plus "while scanning a quoted scalar begun on line 3" when libyaml
 // names where the broken construct began). Returns 0 when the text parses.
 int tl_yaml_syntax_error(const char *text, char *msg, size_t cap);
+
+// Looks for a key given twice in one mapping (libyaml accepts it; libcyaml
+// refuses it naming the field's first line). Returns the 1-based line of the
+// second one and sets *first_line and key[cap]; 0 when there is none.
+int tl_yaml_duplicate_key(const char *text, int *first_line, char *key, size_t cap);

@@ -384,6 +384,15 @@ static void set_load_error(const char *yaml, const char *name, const char *log,
     tl_set_error("%sYAML syntax: %s", where(name, syntax_line), syntax);
     return;
   }
+  char twice_key[128];
+  int first = 0;
+  int twice = strstr(reason, "already seen")
+                  ? tl_yaml_duplicate_key(yaml, &first, twice_key, sizeof twice_key)
+                  : 0;
+  if (twice > 0) {
+    tl_set_error("%s%s: given twice (first on line %d)", where(name, twice), twice_key, first);
+    return;
+  }
   for (const char *p = log; (p = strstr(p, "  in ")); p++) {
     char field[64];
     int l = 0;

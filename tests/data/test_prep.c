@@ -100,6 +100,7 @@ Test(prep_config, errors_name_file_line_key) {
       {"task: packet\nrows_per_shard: 0\n", ":2", "rows_per_shard"},
       {"task: packet\nseq_len: 1\n", ":2", "seq_len"},
       {"task: packet\nseq_len: 64\n  seed: 3\n", ":3", "YAML syntax"},
+      {"task: packet\nseed: 3\nseed: 4\n", ":3", "given twice (first on line 2)"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     const char *p = write_tmp(cases[i].yaml);

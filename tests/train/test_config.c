@@ -95,6 +95,11 @@ Test(config, wrong_types_rejected_with_line) {
       {"optim:\n  lr: [1, 2]\n", "2: optim.lr: "},
       {"optim:\n  betas: [0.9]\n", "2: optim.betas: "},
       {"train:\n  seed: -1\n", "2: train.seed: expected a non-negative integer"},
+      // Syntax errors at libyaml's line, keys given twice at the second one.
+      {"model:\n  preset: tiny\n    layers: 3\n", "3: YAML syntax: mapping values"},
+      {"model:\n  preset: \"tiny\n  hidden: 64\n", "4: YAML syntax: found unexpected end"},
+      {"model:\n  hidden: 64\n  hidden: 32\n", "3: hidden: given twice (first on line 2)"},
+      {"model:\n  hidden: 64\nmodel:\n  layers: 2\n", "3: model: given twice (first on line 1)"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     const char *path = write_tmp(cases[i].yaml);
