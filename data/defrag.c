@@ -17,9 +17,13 @@ enum {
   TL_DEFRAG_OUT = 65535 + 40 + 8, // largest packet built (IPv6 header + payload)
 };
 
+// The link it came over is part of a datagram's identity: the same datagram
+// seen on two VLANs (a capture at a router) or the same inner addresses in two
+// VXLAN segments are separate datagrams, each whole on its own.
 typedef struct {
   uint8_t version, proto;
   uint32_t id;
+  uint32_t vlan, tunnel_id;
   uint8_t src[16], dst[16];
 } tl_frag_key;
 
@@ -83,6 +87,8 @@ static tl_frag_key make_key(const tl_packet_info *in) {
   k.version = in->version;
   k.proto = in->frag.proto;
   k.id = in->frag.id;
+  k.vlan = in->vlan;
+  k.tunnel_id = in->tunnel_id;
   memcpy(k.src, in->src, 16);
   memcpy(k.dst, in->dst, 16);
   return k;

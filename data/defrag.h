@@ -1,10 +1,11 @@
 // defrag.h: IPv4 and IPv6 fragment reassembly with bounded memory.
 //
 // A datagram is keyed by (IP version, source, destination, identification,
-// protocol / next header). Its fragments' payloads are copied in as they come,
-// in any order; repeats that agree with what is held are harmless. It is whole
-// when [0, total) is covered without a gap and the last fragment (More
-// Fragments = 0) has been seen; it is then returned as one ordinary IP packet:
+// protocol / next header, outer VLAN id, VXLAN VNI). Its fragments' payloads
+// are copied in as they come, in any order; repeats that agree with what is
+// held are harmless. It is whole when [0, total) is covered without a gap and
+// the last fragment (More Fragments = 0) has been seen; it is then returned as
+// one ordinary IP packet:
 // - IPv4: the offset-0 fragment's header (options as it carried them) with the
 //   total length fixed, MF and the offset cleared (DF and the reserved bit kept)
 //   and the header checksum recomputed;

@@ -217,6 +217,42 @@ Test(defrag, missing_piece_expires_or_ends_with_the_file) {
   }
 }
 
+// One datagram seen on two VLANs (or in two VXLAN segments), its copies'
+// fragments interleaved: each copy is whole on its own, none waits for a piece
+// the other copy already gave.
+static int feed_on(tl_defrag *df, const uint8_t *f, uint32_t n, int64_t ts, uint32_t vlan,
+                   uint32_t vni) {
+  tl_packet_info in;
+  cr_assert_eq(tl_packet_parse(101, f, n, n, &in), TL_SKIP_FRAGMENT);
+  in.vlan = vlan;
+  in.tunnel_id = vni;
+  const uint8_t *pkt;
+  uint32_t len;
+  return tl_defrag_add(df, &in, ts, &pkt, &len);
+}
+
+Test(defrag, copies_on_two_links_reassemble_apart) {
+  static tl_dgram_t d;
+  static uint8_t f[2][2000];
+  make_dgram(&d, 0, 900, 8);
+  uint32_t n0 = make_frag(&d, 0, 464, 1, 11, f[0]);
+  uint32_t n1 = make_frag(&d, 464, d.len - d.hdr - 464, 0, 11, f[1]);
+  const uint32_t links[2][2] = {{1 + 10, 0}, {0, 1 + 7}}; // VLAN 10 / 20, VNI 7 / 8
+  for (int k = 0; k < 2; k++) {
+    tl_defrag *df = tl_defrag_new(NULL);
+    uint32_t vlan = links[k][0], vni = links[k][1];
+    cr_expect_eq(feed_on(df, f[0], n0, 0, vlan, vni), 0);
+    cr_expect_eq(feed_on(df, f[0], n0, 1, vlan + (vlan > 0), vni + (vni > 0)), 0);
+    cr_expect_eq(feed_on(df, f[1], n1, 2, vlan, vni), 1, "link kind %d: first copy", k);
+    cr_expect_eq(feed_on(df, f[1], n1, 3, vlan + (vlan > 0), vni + (vni > 0)), 1,
+                 "link kind %d: second copy", k);
+    const tl_defrag_stats *s = tl_defrag_stats_get(df);
+    cr_expect_eq(s->reassembled, 2);
+    cr_expect_eq(s->duplicates, 0);
+    tl_defrag_free(df);
+  }
+}
+
 Test(defrag, overlaps_that_differ_drop_the_datagram) {
   for (int v6 = 0; v6 < 2; v6++) {
     static tl_dgram_t d, other;
