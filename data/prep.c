@@ -4,6 +4,8 @@
 #include "data/prep.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <search.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -83,19 +85,20 @@ static int is_dir(const char *p) {
   return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-// Sorted entry names of a folder, dot files left out. Free with free_names().
+// Sorted entry names of a folder, dot files left out; NULL (errno set) when the
+// folder cannot be listed. Free with free_names().
 static char **dir_names(const char *dir, int *n_out) {
+  *n_out = 0;
   DIR *d = opendir(dir);
-  char **names = NULL;
-  int n = 0, cap = 0;
-  if (d) {
-    for (struct dirent *e; (e = readdir(d));) {
-      if (e->d_name[0] == '.') continue;
-      if (n == cap) names = tl_xrealloc(names, (size_t)(cap = cap ? 2 * cap : 32) * sizeof *names);
-      names[n++] = tl_xstrdup(e->d_name);
-    }
-    closedir(d);
+  if (!d) return NULL;
+  char **names = tl_xmalloc(sizeof *names);
+  int n = 0, cap = 1;
+  for (struct dirent *e; (e = readdir(d));) {
+    if (e->d_name[0] == '.') continue;
+    if (n == cap) names = tl_xrealloc(names, (size_t)(cap *= 2) * sizeof *names);
+    names[n++] = tl_xstrdup(e->d_name);
   }
+  closedir(d);
   if (n) qsort(names, (size_t)n, sizeof *names, cmp_str); // strcmp: locale-free order
   *n_out = n;
   return names;
@@ -106,20 +109,78 @@ static void free_names(char **names, int n) {
   free(names);
 }
 
-// Every file below path (path itself if it is a file), in sorted order.
-static void walk(tl_inputs *in, const char *path, int label) {
-  if (!is_dir(path)) {
-    inputs_add(in, path, label);
-    return;
+// The folder walk. Folders are remembered by device, inode and label, so that a
+// link back up the tree (a loop) ends, and a folder reached by several links is
+// listed once per label; a folder under two labels is still listed under both,
+// so that drop_repeated_files() can name the clash.
+typedef struct {
+  dev_t dev;
+  ino_t ino;
+  int label;
+} tl_dir_key;
+
+typedef struct {
+  tl_inputs *in;
+  void *seen; // tsearch() tree of tl_dir_key
+  const volatile sig_atomic_t *stop;
+  int revisits;
+} tl_walk;
+
+static int cmp_dir_key(const void *a, const void *b) {
+  const tl_dir_key *x = a, *y = b;
+  if (x->dev != y->dev) return x->dev < y->dev ? -1 : 1;
+  if (x->ino != y->ino) return x->ino < y->ino ? -1 : 1;
+  return (x->label > y->label) - (x->label < y->label);
+}
+
+// Whether the folder was walked before (under this label); remembers it if not.
+static int seen_before(tl_walk *w, const struct stat *st, int label) {
+  tl_dir_key *k = tl_xmalloc(sizeof *k);
+  *k = (tl_dir_key){st->st_dev, st->st_ino, label};
+  tl_dir_key **found = tsearch(k, &w->seen, cmp_dir_key);
+  TL_ASSERTF(found, "out of memory");
+  if (*found == k) return 0;
+  free(k);
+  return 1;
+}
+
+static void walk_free(tl_walk *w) {
+  tdestroy(w->seen, free);
+  w->seen = NULL;
+}
+
+// Every file below path (path itself if it is a file), in sorted order. Fails
+// only on a stop request (Ctrl-C): a tree can take long to list.
+static tl_status walk(tl_walk *w, const char *path, int label) {
+  if (w->stop && *w->stop) {
+    tl_set_error("interrupted while looking for captures in %s", path);
+    return TL_ERR;
+  }
+  struct stat st;
+  if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    inputs_add(w->in, path, label); // a file, or a path that is refused when opened
+    return TL_OK;
+  }
+  if (seen_before(w, &st, label)) {
+    if (w->revisits++ == 0)
+      tl_warn("%s: this folder was already listed (a link loop or a second link to it); "
+              "listed once", path);
+    return TL_OK;
   }
   int n;
   char **names = dir_names(path, &n);
-  for (int i = 0; i < n; i++) {
+  if (!names) {
+    tl_warn("%s: cannot list this folder (%s); its files are not used", path, strerror(errno));
+    return TL_OK;
+  }
+  tl_status s = TL_OK;
+  for (int i = 0; i < n && s == TL_OK; i++) {
     char *sub = tl_xstrdup(tl_fmt("%s/%s", path, names[i])); // tl_fmt's buffer is reused below
-    walk(in, sub, label);
+    s = walk(w, sub, label);
     free(sub);
   }
   free_names(names, n);
+  return s;
 }
 
 // Interns a label name; returns its index in the unsorted table.
@@ -150,7 +211,7 @@ static void sort_labels(tl_inputs *in) {
 
 // Class folders: each folder directly below an input is a class; files below it
 // (at any depth) are its captures. Folders starting with '_' are not classes.
-static tl_status find_class_folders(const tl_prep_options *o, tl_inputs *in) {
+static tl_status find_class_folders(const tl_prep_options *o, tl_walk *w) {
   for (int k = 0; k < o->n_in; k++) {
     if (!is_dir(o->in[k])) {
       tl_set_error("%s: not a folder (classification wants one folder per class below it)",
@@ -159,18 +220,24 @@ static tl_status find_class_folders(const tl_prep_options *o, tl_inputs *in) {
     }
     int n;
     char **names = dir_names(o->in[k], &n);
-    for (int i = 0; i < n; i++) {
+    if (!names) {
+      tl_set_error("%s: cannot list this folder (%s)", o->in[k], strerror(errno));
+      return TL_ERR;
+    }
+    tl_status s = TL_OK;
+    for (int i = 0; i < n && s == TL_OK; i++) {
       char *sub = tl_xstrdup(tl_fmt("%s/%s", o->in[k], names[i]));
       if (!is_dir(sub)) {
         tl_debug("%s: a file beside the class folders, not used", sub);
       } else if (names[i][0] == '_') {
         tl_info("%s: folder starts with '_', not a class; skipped", sub);
       } else {
-        walk(in, sub, label_index(in, names[i]));
+        s = walk(w, sub, label_index(w->in, names[i]));
       }
       free(sub);
     }
     free_names(names, n);
+    if (s != TL_OK) return s;
   }
   return TL_OK;
 }
@@ -321,17 +388,22 @@ static tl_status find_from_csv(const tl_prep_options *o, tl_inputs *in) {
 }
 
 static tl_status find_inputs(const tl_prep_options *o, tl_inputs *in) {
+  tl_walk w = {.in = in, .stop = o->ds.stop};
+  tl_status s = TL_OK;
   if (o->ds.task == TL_TASK_PRETRAIN) {
-    for (int k = 0; k < o->n_in; k++) walk(in, o->in[k], -1);
+    for (int k = 0; k < o->n_in && s == TL_OK; k++) s = walk(&w, o->in[k], -1);
   } else {
-    tl_status s = o->labels_csv ? find_from_csv(o, in) : find_class_folders(o, in);
-    if (s != TL_OK) return s;
-    sort_labels(in);
+    s = o->labels_csv ? find_from_csv(o, in) : find_class_folders(o, &w);
+    if (s == TL_OK) sort_labels(in);
   }
+  walk_free(&w);
+  if (s != TL_OK) return s;
   if (drop_repeated_files(o->labels_csv ? o->labels_csv : "inputs", in) != TL_OK) return TL_ERR;
   if (in->n == 0) {
     tl_set_error("no input files found (inputs: %d, labels: %s)", o->n_in,
-                 o->labels_csv ? o->labels_csv : "class folders");
+                 o->labels_csv                  ? o->labels_csv
+                 : o->ds.task == TL_TASK_PRETRAIN ? "none, pretrain"
+                                                  : "class folders");
     return TL_ERR;
   }
   return TL_OK;

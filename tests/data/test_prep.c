@@ -614,3 +614,41 @@ Test(prep_run, holdout_set_is_not_the_output) {
   cr_expect_gt(file_bytes(T("out_ho/manifest.json"), &m), 0, "the packet set is still there");
   free(m);
 }
+
+// Links back up the tree (loop/a/up -> .., loop/b/sib -> ../a) used to be walked
+// without end; each folder is now listed once, with one warning, and a stop
+// request ends the listing itself.
+Test(prep_run, folder_link_loops_are_listed_once, .timeout = 60) {
+  char root[512], a[600], b[600], link[700];
+  snprintf(root, sizeof root, "%s", T("loop"));
+  snprintf(a, sizeof a, "%s/a", root);
+  snprintf(b, sizeof b, "%s/b", root);
+  mkdir(root, 0755), mkdir(a, 0755), mkdir(b, 0755);
+  snprintf(link, sizeof link, "%s/up", a);
+  cr_assert_eq(symlink("..", link), 0);
+  snprintf(link, sizeof link, "%s/sib", b);
+  cr_assert_eq(symlink("../a", link), 0);
+  snprintf(link, sizeof link, "%s/ntp.pcap", a);
+  cr_assert_eq(symlink(PCAPS "/ntp/zeek__ntp.pcap", link), 0);
+  snprintf(link, sizeof link, "%s/snmp.pcap", b);
+  cr_assert_eq(symlink(PCAPS "/snmp/ndpi__snmp.pcap", link), 0);
+
+  tl_prep_counts c;
+  cr_assert_eq(run_into(root, T("out_loop"), TL_TASK_PRETRAIN, 1, &c), TL_OK, "%s",
+               tl_last_error());
+  cr_expect_eq(c.files_total, 2, "two captures, each once (got %d)", c.files_total);
+
+  volatile sig_atomic_t stop = 1;
+  tl_prep_options o;
+  tl_prep_options_default(&o, TL_TASK_PRETRAIN);
+  o.in = tl_xmalloc(sizeof *o.in);
+  o.in[0] = tl_xstrdup(root);
+  o.n_in = 1;
+  o.out_dir = tl_xstrdup(T("out_loop_stop"));
+  o.ds.stop = &stop;
+  o.progress = 0;
+  cr_expect_eq(tl_prep_run(&o, NULL, NULL), TL_ERR);
+  cr_expect(strstr(tl_last_error(), "interrupted while looking for captures"), "%s",
+            tl_last_error());
+  tl_prep_options_free(&o);
+}
