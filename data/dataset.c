@@ -256,6 +256,7 @@ tl_dataset_builder *tl_dataset_builder_open(const tl_dataset_options *opt,
   // The buckets live in a private folder of out_dir: same disk as the shards.
   if (make_dirs(b->out_dir) != TL_OK || lock_out_dir(b) != TL_OK) goto fail;
   recover_stale_tmp_dirs(b);
+  if (tl_check_out_dir(b->out_dir) != TL_OK) goto fail;
   b->tmp_dir = tl_xstrdup(tl_fmt("%s/.tl-prep-XXXXXX", b->out_dir));
   if (!mkdtemp(b->tmp_dir)) {
     tl_set_error("%s: cannot create a temporary folder: %s", b->out_dir, strerror(errno));

@@ -76,13 +76,21 @@ tl_status tl_publish_set(const char *out_dir, const char *tmp_dir, char *const *
   return move(tmp_dir, out_dir, "manifest.json");
 }
 
+static void free_names(char **names, int n) {
+  for (int i = 0; i < n; i++) free(names[i]);
+  free(names);
+}
+
 // The shard file names a manifest lists (splits.*.shards[].file); NULL when it
-// cannot be read. *n is their count; the caller frees the names and the array.
+// cannot be read or is not tl-prep's (no format_version). *n is their count; the caller frees the names and the array.
 static char **manifest_shards(const char *path, int *n) {
   char *text = tl_read_text_file(path);
   cJSON *m = text ? cJSON_Parse(text) : NULL;
   free(text);
-  if (!m) return NULL;
+  if (!m || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(m, "format_version"))) {
+    cJSON_Delete(m); // parsed, but not a tl-prep manifest
+    return NULL;
+  }
   char **names = NULL;
   *n = 0;
   const cJSON *split, *shard;
@@ -105,10 +113,33 @@ int tl_publish_recover(const char *out_dir, const char *tmp_dir) {
     done = tl_publish_set(out_dir, tmp_dir, names, n) == TL_OK;
     if (done) tl_info("%s: completed the set an interrupted run had written", out_dir);
     else tl_warn("%s: could not complete an interrupted run's set: %s", out_dir, tl_last_error());
-    for (int i = 0; i < n; i++) free(names[i]);
-    free(names);
+    free_names(names, n);
   }
   if (!done) tl_info("%s: removing what an interrupted run left", tmp_dir);
   tl_remove_flat_dir(tmp_dir);
   return done;
+}
+
+tl_status tl_check_out_dir(const char *out_dir) {
+  char *manifest = tl_xstrdup(tl_fmt("%s/manifest.json", out_dir));
+  int n = 0;
+  char **names = NULL;
+  tl_status st = TL_OK;
+  if (access(manifest, F_OK) == 0 && !(names = manifest_shards(manifest, &n))) {
+    tl_set_error("%s: not a tl-prep manifest, and a new set would replace it; choose another "
+                 "--out, or move the file away", manifest);
+    st = TL_ERR;
+  }
+  DIR *d = st == TL_OK ? opendir(out_dir) : NULL;
+  for (struct dirent *e; d && st == TL_OK && (e = readdir(d));) {
+    if (!tl_is_shard_name(e->d_name) || listed(e->d_name, names, n)) continue;
+    tl_set_error("%s/%s: a shard file that no tl-prep manifest here lists, and a new set would "
+                 "replace or delete it; choose another --out, or move the file away", out_dir,
+                 e->d_name);
+    st = TL_ERR;
+  }
+  if (d) closedir(d);
+  free_names(names, n);
+  free(manifest);
+  return st;
 }

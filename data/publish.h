@@ -25,3 +25,9 @@ int tl_publish_recover(const char *out_dir, const char *tmp_dir);
 
 // Deletes a folder's files, then the folder (temporary folders hold no subfolders).
 void tl_remove_flat_dir(const char *dir);
+
+// Whether a new set may be published into out_dir: refused (TL_ERR, naming the
+// file) when out_dir holds a manifest.json that is not tl-prep's, or a file with
+// a shard's name that its manifest does not list, since publishing would delete
+// or overwrite a file tl-prep did not write. Other files are left alone.
+tl_status tl_check_out_dir(const char *out_dir);

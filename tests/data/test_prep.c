@@ -652,3 +652,45 @@ Test(prep_run, folder_link_loops_are_listed_once, .timeout = 60) {
             tl_last_error());
   tl_prep_options_free(&o);
 }
+
+static void write_text(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f, "%s", path);
+  fputs(text, f);
+  fclose(f);
+}
+
+// --out a folder tl-prep did not write: files with shard names, or a manifest.json
+// of another tool, would be deleted or overwritten, so the run is refused and
+// they stay; other files beside a tl-prep set are left alone.
+Test(prep_run, out_folder_files_tl_did_not_write_are_kept) {
+  make_tree(T("tree_own"));
+  char dir[512], user_shard[600], user_manifest[600], notes[600], *data = NULL;
+  snprintf(dir, sizeof dir, "%s", T("out_user"));
+  mkdir(dir, 0755);
+  snprintf(user_shard, sizeof user_shard, "%s/train-00007.h5", dir);
+  write_text(user_shard, "my own data\n");
+  tl_prep_counts c;
+  cr_expect_eq(run_into(T("tree_own"), dir, TL_TASK_PACKET, 1, &c), TL_ERR);
+  cr_expect(strstr(tl_last_error(), "train-00007.h5"), "%s", tl_last_error());
+  cr_expect_eq(file_bytes(user_shard, &data), 12, "the user's file is untouched");
+  free(data), data = NULL;
+
+  unlink(user_shard);
+  snprintf(user_manifest, sizeof user_manifest, "%s/manifest.json", dir);
+  write_text(user_manifest, "{\"name\": \"my captures\"}\n");
+  cr_expect_eq(run_into(T("tree_own"), dir, TL_TASK_PACKET, 1, &c), TL_ERR);
+  cr_expect(strstr(tl_last_error(), "not a tl-prep manifest"), "%s", tl_last_error());
+  cr_expect_eq(file_bytes(user_manifest, &data), 24);
+  free(data), data = NULL;
+
+  unlink(user_manifest);
+  snprintf(notes, sizeof notes, "%s/notes.txt", dir);
+  write_text(notes, "run 1\n");
+  cr_assert_eq(run_into(T("tree_own"), dir, TL_TASK_PACKET, 1, &c), TL_OK, "%s",
+               tl_last_error());
+  cr_assert_eq(run_into(T("tree_own"), dir, TL_TASK_PACKET, 2, &c), TL_OK, "%s",
+               tl_last_error());
+  cr_expect_eq(file_bytes(notes, &data), 6, "a file beside the set is left alone");
+  free(data);
+}
