@@ -27,6 +27,7 @@
 
 #include "data/dataset_vocab.h"
 #include "data/id_map.h"
+#include "data/names.h"
 #include "data/publish.h"
 #include "data/row_shuffle.h"
 #include "data/shard_writer.h"
@@ -70,7 +71,8 @@ struct tl_dataset_builder {
   tl_dataset_options opt;
   char *out_dir, *header_policy, *tmp_dir;
   int lock_fd; // flock on OUT/.tl-prep.lock: one builder per output folder
-  char **label_names, **source_files;
+  char **label_names, **source_files; // as recorded: valid UTF-8
+  char **raw_source_files;            // as given
   int n_labels, n_files;
   int n_classes; // n_labels, or 1 when pre-training
   tl_tokenizer *tok;
@@ -186,10 +188,26 @@ static tl_status make_dirs(const char *path) {
   return TL_OK;
 }
 
-static char **copy_strings(const char *const *v, int n) {
+// Copies of names as the manifest and shards record them: valid UTF-8 (names.h).
+static char **copy_names(const char *const *v, int n) {
   char **out = tl_xcalloc((size_t)(n > 0 ? n : 1), sizeof *out);
-  for (int i = 0; i < n; i++) out[i] = tl_xstrdup(v[i] ? v[i] : "");
+  for (int i = 0; i < n; i++) out[i] = tl_utf8_escape(v[i] ? v[i] : "");
   return out;
+}
+
+// The exact bytes of the source file names that had to be escaped, as
+// {"index": "hex"}, so that --holdout-of can open those files again; NULL
+// when every name is valid UTF-8.
+static cJSON *escaped_source_files(const tl_dataset_builder *b) {
+  cJSON *o = NULL;
+  for (int i = 0; i < b->n_files; i++) {
+    if (tl_utf8_valid(b->raw_source_files[i])) continue;
+    if (!o) o = cJSON_CreateObject();
+    char *hex = tl_hex_encode(b->raw_source_files[i]);
+    cJSON_AddStringToObject(o, tl_fmt("%d", i), hex);
+    free(hex);
+  }
+  return o;
 }
 
 // Takes OUT/.tl-prep.lock, so two runs never write one folder at once. The
@@ -240,9 +258,12 @@ tl_dataset_builder *tl_dataset_builder_open(const tl_dataset_options *opt,
   b->opt.out_dir = b->out_dir;
   b->opt.header_policy = b->header_policy;
   b->n_labels = opt->task == TL_TASK_PRETRAIN ? 0 : n_labels;
-  b->label_names = copy_strings(label_names, b->n_labels);
+  b->label_names = copy_names(label_names, b->n_labels);
   b->n_files = n_files > 0 ? n_files : 0;
-  b->source_files = copy_strings(source_files, b->n_files);
+  b->source_files = copy_names(source_files, b->n_files);
+  b->raw_source_files = tl_xcalloc((size_t)b->n_files + 1, sizeof *b->raw_source_files);
+  for (int i = 0; i < b->n_files; i++)
+    b->raw_source_files[i] = tl_xstrdup(source_files[i] ? source_files[i] : "");
   b->n_classes = opt->task == TL_TASK_PRETRAIN ? 1 : n_labels;
   b->class_rows = tl_xcalloc((size_t)b->n_classes, sizeof *b->class_rows);
   b->tok = tl_tokenizer_native();
@@ -843,6 +864,8 @@ static cJSON *manifest_json(tl_dataset_builder *b, const char **kept_names, int 
   cJSON_AddItemToObject(m, "label_names", string_array(kept_names, n_kept));
   cJSON_AddItemToObject(m, "source_files",
                         string_array((const char *const *)b->source_files, b->n_files));
+  cJSON *escaped = escaped_source_files(b);
+  if (escaped) cJSON_AddItemToObject(m, "source_files_hex", escaped);
   cJSON *dropped = cJSON_AddArrayToObject(m, "dropped_labels");
   for (int c = 0; c < b->n_classes; c++) {
     if (b->new_label[c] >= 0) continue;
@@ -971,9 +994,10 @@ void tl_dataset_builder_free(tl_dataset_builder *b) {
   if (!b) return;
   remove_tmp(b);
   for (int i = 0; i < b->n_labels; i++) free(b->label_names[i]);
-  for (int i = 0; i < b->n_files; i++) free(b->source_files[i]);
+  for (int i = 0; i < b->n_files; i++) free(b->source_files[i]), free(b->raw_source_files[i]);
   free(b->label_names);
   free(b->source_files);
+  free(b->raw_source_files);
   for (int s = 0; s < TL_NUM_SPLITS; s++) {
     for (int i = 0; i < RESERVOIR_SLOTS; i++) free(b->res[s].slot[i].tokens);
     for (int i = 0; i < b->n_shards[s]; i++) free(b->shard_names[s][i]);

@@ -5,7 +5,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/names.h"
 #include "data/shards.h"
+
+// Names that were not valid UTF-8 are recorded escaped, their bytes in
+// source_files_hex (FORMAT.md); the files are opened by those bytes.
+static tl_status restore_escaped_names(tl_holdout *h, const cJSON *hex, const char *path) {
+  const cJSON *e;
+  cJSON_ArrayForEach(e, hex) {
+    char *end = NULL;
+    long i = e->string ? strtol(e->string, &end, 10) : -1;
+    char *name = cJSON_IsString(e) ? tl_hex_decode(e->valuestring) : NULL;
+    if (!end || *end || i < 0 || i >= h->n_files || !name) {
+      free(name);
+      tl_set_error("%s: source_files_hex: entry \"%s\" is not an index with a hex name", path,
+                   e->string ? e->string : "");
+      return TL_ERR;
+    }
+    free(h->files_in[i]);
+    h->files_in[i] = name;
+  }
+  return TL_OK;
+}
 
 static tl_status load_source_files(tl_holdout *h, const char *dir) {
   char path[4096];
@@ -33,7 +54,7 @@ static tl_status load_source_files(tl_holdout *h, const char *dir) {
     cJSON_ArrayForEach(f, files) {
       h->files_in[i++] = tl_xstrdup(cJSON_IsString(f) ? f->valuestring : "");
     }
-    st = TL_OK;
+    st = restore_escaped_names(h, cJSON_GetObjectItem(m, "source_files_hex"), path);
   }
   cJSON_Delete(m);
   return st;

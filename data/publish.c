@@ -82,7 +82,8 @@ static void free_names(char **names, int n) {
 }
 
 // The shard file names a manifest lists (splits.*.shards[].file); NULL when it
-// cannot be read or is not tl-prep's (no format_version). *n is their count; the caller frees the names and the array.
+// cannot be read or is not tl-prep's (no format_version). *n is their count;
+// the caller frees the names and the array.
 static char **manifest_shards(const char *path, int *n) {
   char *text = tl_read_text_file(path);
   cJSON *m = text ? cJSON_Parse(text) : NULL;

@@ -12,6 +12,7 @@
 
 #include "data/prep.h"
 #include "data/capture.h"
+#include "data/names.h"
 
 #define PCAPS TL_SHARED_DIR "/data/pcaps"
 
@@ -693,4 +694,42 @@ Test(prep_run, out_folder_files_tl_did_not_write_are_kept) {
                tl_last_error());
   cr_expect_eq(file_bytes(notes, &data), 6, "a file beside the set is left alone");
   free(data);
+}
+
+// A Latin-1 folder and file name (not UTF-8) is recorded escaped, so that the
+// manifest stays valid JSON text for json.load; its bytes are kept too, and
+// --holdout-of opens that file again from them.
+Test(prep_run, names_that_are_not_utf8_are_escaped) {
+  char root[512], cls[600], link[700], *text = NULL;
+  snprintf(root, sizeof root, "%s", T("tree_latin"));
+  mkdir(root, 0755);
+  snprintf(cls, sizeof cls, "%s/cl\xe9", root);
+  mkdir(cls, 0755);
+  snprintf(link, sizeof link, "%s/caf\xe9.pcap", cls);
+  cr_assert_eq(symlink(PCAPS "/ntp/zeek__ntp.pcap", link), 0);
+  snprintf(cls, sizeof cls, "%s/snmp", root);
+  mkdir(cls, 0755);
+  snprintf(link, sizeof link, "%s/snmp.pcap", cls);
+  cr_assert_eq(symlink(PCAPS "/snmp/ndpi__snmp.pcap", link), 0);
+
+  tl_prep_counts c;
+  cr_assert_eq(run_into(root, T("out_latin"), TL_TASK_FLOW, 1, &c), TL_OK, "%s",
+               tl_last_error());
+  cr_assert_gt(file_bytes(T("out_latin/manifest.json"), &text), 0);
+  cr_expect(tl_utf8_valid(text), "manifest.json is UTF-8 text");
+  cJSON *m = cJSON_Parse(text);
+  cr_assert_not_null(m);
+  const cJSON *labels = cJSON_GetObjectItem(m, "label_names");
+  cr_expect_str_eq(cJSON_GetArrayItem(labels, 0)->valuestring, "cl\\xe9");
+  const cJSON *files = cJSON_GetObjectItem(m, "source_files");
+  cr_expect(strstr(cJSON_GetArrayItem(files, 0)->valuestring, "/cl\\xe9/caf\\xe9.pcap"));
+  const cJSON *hex = cJSON_GetObjectItem(cJSON_GetObjectItem(m, "source_files_hex"), "0");
+  cr_expect(cJSON_IsString(hex));
+  cr_expect_null(cJSON_GetObjectItem(cJSON_GetObjectItem(m, "source_files_hex"), "1"));
+  cJSON_Delete(m);
+  free(text);
+
+  cr_assert_eq(pretrain_holdout(T("out_latin"), T("out_latin_pre"), 60, &c), TL_OK, "%s",
+               tl_last_error());
+  cr_expect_eq(c.files_read, 2, "both captures opened again (refused: %d)", c.files_refused);
 }
