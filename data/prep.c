@@ -665,24 +665,33 @@ static void print_summary(FILE *f, const tl_prep_options *o, const tl_inputs *in
 // --- run --------------------------------------------------------------------
 
 // One line naming the first option out of range, before any file is touched.
+// The same ranges as the config keys (prep_config.c), for library callers.
 static tl_status check_options(const tl_prep_options *o) {
-  struct { const char *name; double value, min; } checks[] = {
-      {"max-flows", o->flow.max_flows, 1},       {"reorder-window", o->flow.reorder_window, 0},
-      {"idle-timeout", o->flow.idle_timeout_s, 0}, {"close-linger", o->flow.close_linger_s, 0},
-      {"burst-packets", o->burst_packets, 1},    {"min-payload", o->flow.min_payload, 0},
-      {"rows-per-shard", o->ds.rows_per_shard, 1}, {"packet-bytes", o->ds.packet_bytes, 0},
-      {"max-per-class", o->ds.max_per_class, 0}, {"min-per-class", o->ds.min_per_class, 0},
-      {"flow-packets", o->ds.task == TL_TASK_FLOW ? o->ds.flow_packets : 1, 1},
-      {"compress", o->ds.compress, 0},
+  const double none = 1e18;
+  struct { const char *name; double value, min, max; } checks[] = {
+      {"max-flows", o->flow.max_flows, 1, none},
+      {"reorder-window", o->flow.reorder_window, 0, TL_PREP_MAX_REORDER_WINDOW},
+      {"idle-timeout", o->flow.idle_timeout_s, 0, none},
+      {"close-linger", o->flow.close_linger_s, 0, none},
+      {"burst-packets", o->burst_packets, 1, TL_PREP_MAX_PACKETS},
+      {"min-payload", o->flow.min_payload, 0, none},
+      {"rows-per-shard", o->ds.rows_per_shard, 1, none},
+      {"seq-len", o->ds.seq_len, 2, TL_PREP_MAX_SEQ_LEN},
+      {"packet-bytes", o->ds.packet_bytes, 0, TL_PREP_MAX_PACKET_BYTES},
+      {"max-per-class", o->ds.max_per_class, 0, none},
+      {"min-per-class", o->ds.min_per_class, 0, none},
+      {"flow-packets", o->ds.task == TL_TASK_FLOW ? o->ds.flow_packets : 1, 1,
+       TL_PREP_MAX_PACKETS},
+      {"compress", o->ds.compress, 0, 9},
   };
-  if (o->ds.compress > 9) {
-    tl_set_error("--compress %d: expected a deflate level from 0 to 9", o->ds.compress);
-    return TL_ERR;
-  }
   for (size_t i = 0; i < sizeof checks / sizeof *checks; i++) {
-    if (checks[i].value >= checks[i].min) continue;
-    tl_set_error("--%s %g: expected a number >= %g", checks[i].name, checks[i].value,
-                 checks[i].min);
+    if (checks[i].value >= checks[i].min && checks[i].value <= checks[i].max) continue;
+    if (checks[i].max < none)
+      tl_set_error("--%s %g: expected a number from %g to %g", checks[i].name, checks[i].value,
+                   checks[i].min, checks[i].max);
+    else
+      tl_set_error("--%s %g: expected a number >= %g", checks[i].name, checks[i].value,
+                   checks[i].min);
     return TL_ERR;
   }
   return TL_OK;

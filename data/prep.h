@@ -11,6 +11,16 @@
 #include "data/flow.h"
 #include "data/packet.h"
 
+// Upper bounds of the size options. Each sizes a buffer or the work per row:
+// an IP packet holds at most 65,535 bytes, encoder contexts are far below 65,536
+// tokens, and the reorder window is held in memory as window x packet_bytes.
+enum {
+  TL_PREP_MAX_SEQ_LEN = 65536,
+  TL_PREP_MAX_PACKET_BYTES = 65535,
+  TL_PREP_MAX_PACKETS = 1024, // flow_packets, burst_packets
+  TL_PREP_MAX_REORDER_WINDOW = 65536,
+};
+
 typedef struct {
   // inputs
   char **in;               // folders (class folders below them) or files; owned

@@ -508,6 +508,18 @@ Test(prep_run, out_of_range_options_and_fifos_are_refused) {
   make_tree(T("tree"));
   cr_expect_eq(tl_prep_run(&o, NULL, NULL), TL_ERR);
   cr_expect(strstr(tl_last_error(), "--max-flows 0"), "%s", tl_last_error());
+
+  // Sizes have upper bounds too: 1e8 packet bytes once asked for 400 GB at start.
+  o.flow.max_flows = 1000;
+  o.ds.packet_bytes = 100000000;
+  cr_expect_eq(tl_prep_run(&o, NULL, NULL), TL_ERR);
+  cr_expect(strstr(tl_last_error(), "--packet-bytes 1e+08: expected a number from 0 to 65535"),
+            "%s", tl_last_error());
+  cr_expect_eq(tl_prep_set_option(&o, "seq_len", "1000000", "--seq-len"), TL_ERR);
+  cr_expect(strstr(tl_last_error(), "from 2 to 65536"), "%s", tl_last_error());
+  cr_expect_eq(tl_prep_set_option(&o, "reorder_window", "100000000", "run.yaml:3"), TL_ERR);
+  cr_expect_eq(tl_prep_set_option(&o, "flow_packets", "1025", "--flow-packets"), TL_ERR);
+  cr_expect_eq(tl_prep_set_option(&o, "seq_len", "65536", "--seq-len"), TL_OK);
   tl_prep_options_free(&o);
 
   // A FIFO among the captures is refused at once instead of blocking the run.
