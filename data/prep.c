@@ -15,6 +15,7 @@
 
 #include "data/capture.h"
 #include "data/holdout.h"
+#include "data/label_csv.h"
 
 void tl_prep_options_default(tl_prep_options *o, tl_task task) {
   memset(o, 0, sizeof *o);
@@ -242,39 +243,6 @@ static tl_status find_class_folders(const tl_prep_options *o, tl_walk *w) {
   return TL_OK;
 }
 
-// Column index of the first header cell matching one of names, or -1.
-static int find_col(char **cells, int n, const char *a, const char *b) {
-  for (int i = 0; i < n; i++)
-    if (!strcmp(cells[i], a) || !strcmp(cells[i], b)) return i;
-  return -1;
-}
-
-// Splits line in place at sep; returns the cell count (at most max).
-static int split_line(char *line, char sep, char **cells, int max) {
-  int n = 0;
-  line[strcspn(line, "\r\n")] = 0;
-  for (char *p = line; n < max;) {
-    cells[n++] = p;
-    char *q = strchr(p, sep);
-    if (!q) break;
-    *q = 0;
-    p = q + 1;
-  }
-  return n;
-}
-
-// Trims spaces and one pair of surrounding double quotes from a cell, in place.
-static char *unquote(char *cell) {
-  while (*cell == ' ') cell++;
-  size_t n = strlen(cell);
-  while (n && cell[n - 1] == ' ') cell[--n] = 0;
-  if (n >= 2 && cell[0] == '"' && cell[n - 1] == '"') {
-    cell[n - 1] = 0;
-    cell++;
-  }
-  return cell;
-}
-
 static int cmp_input_key(const void *a, const void *b, void *keys) {
   char *const *k = keys;
   int i = *(const int *)a, j = *(const int *)b;
@@ -329,61 +297,30 @@ static tl_status drop_repeated_files(const char *source, tl_inputs *in) {
   return st;
 }
 
-// Reads a CSV or TSV of (path, label): a header naming "path"/"file" and
-// "label"/"class" columns, or none (then path, label). Relative paths are taken
-// from the CSV's folder. With inputs given, only files below them are kept.
-static tl_status find_from_csv(const tl_prep_options *o, tl_inputs *in) {
-  FILE *f = fopen(o->labels_csv, "r");
-  if (!f) {
-    tl_set_error("%s: cannot open the label file", o->labels_csv);
-    return TL_ERR;
-  }
-  char dir[4096];
-  snprintf(dir, sizeof dir, "%s", o->labels_csv);
-  char *slash = strrchr(dir, '/');
-  if (slash) *slash = 0;
-  else snprintf(dir, sizeof dir, ".");
+typedef struct {
+  const tl_prep_options *o;
+  tl_inputs *in;
+  int outside; // listed files not below --in
+} tl_csv_inputs;
 
-  char line[8192], *cells[64];
-  int pcol = 0, lcol = 1, lineno = 0, outside = 0;
-  char sep = 0;
-  while (fgets(line, sizeof line, f)) {
-    lineno++;
-    if (lineno == 1 && !strncmp(line, "\xef\xbb\xbf", 3)) // a UTF-8 byte order mark
-      memmove(line, line + 3, strlen(line + 3) + 1);
-    if (!sep) sep = strchr(line, '\t') ? '\t' : ',';
-    if (line[0] == '#' || line[strspn(line, " \t\r\n")] == 0) continue;
-    int n = split_line(line, sep, cells, 64);
-    for (int c = 0; c < n; c++) cells[c] = unquote(cells[c]);
-    if (lineno == 1 && find_col(cells, n, "label", "class") >= 0) { // a header
-      pcol = find_col(cells, n, "path", "file");
-      lcol = find_col(cells, n, "label", "class");
-      if (pcol < 0) {
-        fclose(f);
-        tl_set_error("%s:1: header has a label column but no path/file column",
-                     o->labels_csv);
-        return TL_ERR;
-      }
-      continue;
-    }
-    if (n <= pcol || n <= lcol || !cells[pcol][0] || !cells[lcol][0]) {
-      fclose(f);
-      tl_set_error("%s:%d: expected a path and a label", o->labels_csv, lineno);
-      return TL_ERR;
-    }
-    char path[8192];
-    snprintf(path, sizeof path, "%s%s%s", cells[pcol][0] == '/' ? "" : dir,
-             cells[pcol][0] == '/' ? "" : "/", cells[pcol]);
-    int keep = o->n_in == 0;
-    for (int k = 0; k < o->n_in && !keep; k++)
-      keep = !strncmp(path, o->in[k], strlen(o->in[k]));
-    if (keep) inputs_add(in, path, label_index(in, cells[lcol]));
-    else outside++;
-  }
-  fclose(f);
-  if (outside > 0)
+static tl_status add_csv_row(void *ctx, const char *path, const char *label, int line) {
+  tl_csv_inputs *c = ctx;
+  int keep = c->o->n_in == 0;
+  for (int k = 0; k < c->o->n_in && !keep; k++)
+    keep = !strncmp(path, c->o->in[k], strlen(c->o->in[k]));
+  if (keep) inputs_add(c->in, path, label_index(c->in, label));
+  else c->outside++;
+  return TL_OK;
+}
+
+// The files and labels --labels lists (data/label_csv.h). With inputs given,
+// only files below them are kept.
+static tl_status find_from_csv(const tl_prep_options *o, tl_inputs *in) {
+  tl_csv_inputs c = {.o = o, .in = in};
+  if (tl_label_csv_read(o->labels_csv, add_csv_row, &c) != TL_OK) return TL_ERR;
+  if (c.outside > 0)
     tl_warn("%s: %d listed files are not below --in (as the CSV names them) and are left out",
-            o->labels_csv, outside);
+            o->labels_csv, c.outside);
   return TL_OK;
 }
 

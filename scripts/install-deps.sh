@@ -8,5 +8,5 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential cmake pkg-config ca-certificates \
   libopenblas-openmp-dev libhdf5-dev hdf5-tools libpcap-dev libcyaml-dev \
-  libcjson-dev libcriterion-dev zlib1g-dev libdeflate-dev >/dev/null
+  libcjson-dev libcsv-dev libcriterion-dev zlib1g-dev libdeflate-dev >/dev/null
 echo "tl: dependencies installed"
