@@ -929,6 +929,18 @@ static tl_status write_manifest(tl_dataset_builder *b, const char **kept_names, 
   return st;
 }
 
+// An other-origin pair needs a burst of another flow in the same split. With
+// one flow, or a split of few flows, most pairs are same-origin, and the
+// same-origin objective can be met by always answering "same".
+static void warn_unbalanced_pairs(const tl_dataset_builder *b) {
+  int64_t total = b->pairs[0] + b->pairs[1];
+  if (b->opt.task != TL_TASK_PRETRAIN || total == 0 || b->pairs[1] >= 0.4 * (double)total)
+    return;
+  tl_warn("pairs: only %lld of %lld are other-origin (aim: half): other-origin pairs need "
+          "bursts of other flows in the same split; add captures with more flows",
+          (long long)b->pairs[1], (long long)total);
+}
+
 static void log_summary(const tl_dataset_builder *b) {
   for (int s = 0; s < TL_NUM_SPLITS; s++) {
     int64_t total = 0;
@@ -939,6 +951,7 @@ static void log_summary(const tl_dataset_builder *b) {
   if (b->opt.task == TL_TASK_PRETRAIN)
     tl_info("pairs: %lld same-origin, %lld other-origin; %lld bursts under 2 tokens skipped",
             (long long)b->pairs[0], (long long)b->pairs[1], (long long)b->skipped_bursts);
+  warn_unbalanced_pairs(b);
 }
 
 tl_status tl_dataset_builder_finish(tl_dataset_builder *b, const tl_dataset_summary **summary) {

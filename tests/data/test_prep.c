@@ -3,6 +3,7 @@
 // same seed -> byte-identical shards, no flow id in two splits, the _edge folder
 // handled end to end.
 #include <criterion/criterion.h>
+#include <criterion/redirect.h>
 #include <dirent.h>
 #include <hdf5.h>
 #include <stdio.h>
@@ -744,4 +745,23 @@ Test(prep_run, names_that_are_not_utf8_are_escaped) {
   cr_assert_eq(pretrain_holdout(T("out_latin"), T("out_latin_pre"), 60, &c), TL_OK, "%s",
                tl_last_error());
   cr_expect_eq(c.files_read, 2, "both captures opened again (refused: %d)", c.files_refused);
+}
+
+// Pre-training on one flow gives only same-origin pairs; that is said.
+Test(prep_run, one_flow_pretraining_warns_of_unbalanced_pairs) {
+  cr_redirect_stderr();
+  tl_prep_options o;
+  tl_prep_options_default(&o, TL_TASK_PRETRAIN);
+  o.in = tl_xmalloc(sizeof *o.in);
+  o.in[0] = tl_xstrdup(PCAPS "/ntp/ndpi__NTPv2.pcap");
+  o.n_in = 1;
+  o.out_dir = tl_xstrdup(T("out_one_flow"));
+  o.progress = 0;
+  tl_prep_counts c;
+  cr_assert_eq(tl_prep_run(&o, NULL, &c), TL_OK, "%s", tl_last_error());
+  tl_prep_options_free(&o);
+  fflush(stderr);
+  char text[4096] = {0};
+  size_t n = fread(text, 1, sizeof text - 1, cr_get_redirected_stderr());
+  cr_expect(n > 0 && strstr(text, "pairs: only 0 of 1 are other-origin"), "%s", text);
 }
