@@ -1,6 +1,8 @@
 #include "data/holdout.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,18 +96,42 @@ static void sort_unique(tl_holdout *h) {
   free(p);
 }
 
+// Whether two recorded paths name one file: the same text, or (a relative and
+// an absolute path, say) the same device and inode.
+static bool same_file(const char *a, const char *b) {
+  struct stat sa, sb;
+  if (!strcmp(a, b)) return true;
+  return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+         sa.st_ino == sb.st_ino;
+}
+
 // Every set must come from the same captures in the same order as the first.
 static tl_status same_files(const tl_holdout *first, const tl_holdout *other, const char *dir) {
   bool same = first->n_files == other->n_files;
   for (int i = 0; same && i < first->n_files; i++)
-    same = !strcmp(first->files_in[i], other->files_in[i]);
+    same = same_file(first->files_in[i], other->files_in[i]);
   if (!same)
     tl_set_error("%s: made from other captures than the first --holdout-of set", dir);
   return same ? TL_OK : TL_ERR;
 }
 
+// The captures are read again by the paths the set recorded; relative ones
+// count from the folder that set's tl-prep ran in. A missing one would shift
+// flow ids, so it is named here.
+static tl_status files_still_there(const tl_holdout *h, const char *dir) {
+  for (int i = 0; i < h->n_files; i++) {
+    struct stat st;
+    if (stat(h->files_in[i], &st) == 0) continue;
+    tl_set_error("%s: its capture %s is not found from here (%s)%s", dir, h->files_in[i],
+                 strerror(errno), h->files_in[i][0] == '/' ? "" :
+                 "; relative paths count from the folder that set was made in: run there");
+    return TL_ERR;
+  }
+  return TL_OK;
+}
+
 static tl_status load_one(tl_holdout *h, const char *dir) {
-  if (load_source_files(h, dir) != TL_OK) return TL_ERR;
+  if (load_source_files(h, dir) != TL_OK || files_still_there(h, dir) != TL_OK) return TL_ERR;
   if (append_split(h, dir, "valid") != TL_OK || append_split(h, dir, "test") != TL_OK) {
     tl_set_error("%s: %s", dir, tl_last_error());
     return TL_ERR;

@@ -765,3 +765,26 @@ Test(prep_run, one_flow_pretraining_warns_of_unbalanced_pairs) {
   size_t n = fread(text, 1, sizeof text - 1, cr_get_redirected_stderr());
   cr_expect(n > 0 && strstr(text, "pairs: only 0 of 1 are other-origin"), "%s", text);
 }
+
+// --holdout-of reads the captures again by the recorded paths: two sets made
+// from one tree, by a relative and an absolute path, are the same captures;
+// a capture gone since is named instead of shifting flow ids.
+Test(prep_run, holdout_paths_relative_absolute_and_gone) {
+  make_tree(T("tree_rel"));
+  cr_assert_eq(chdir(T("")), 0);
+  tl_prep_counts c;
+  cr_assert_eq(run_into("tree_rel", T("flow_rel"), TL_TASK_FLOW, 3, &c), TL_OK, "%s",
+               tl_last_error());
+  cr_assert_eq(run_into(T("tree_rel"), T("flow_abs"), TL_TASK_FLOW, 3, &c), TL_OK, "%s",
+               tl_last_error());
+  char both[600];
+  snprintf(both, sizeof both, "%s,%s", T("flow_rel"), T("flow_abs"));
+  cr_expect_eq(pretrain_holdout(both, T("pre_both"), 60, &c), TL_OK, "%s", tl_last_error());
+
+  char link[600];
+  snprintf(link, sizeof link, "%s/snmp", T("tree_rel"));
+  cr_assert_eq(unlink(link), 0);
+  cr_expect_eq(pretrain_holdout(T("flow_rel"), T("pre_gone"), 60, &c), TL_ERR);
+  cr_expect(strstr(tl_last_error(), "is not found from here"), "%s", tl_last_error());
+  cr_expect(strstr(tl_last_error(), "relative paths count from"), "%s", tl_last_error());
+}
