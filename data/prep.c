@@ -652,6 +652,48 @@ static int holdout_is_out(const tl_prep_options *o) {
   return same;
 }
 
+// The absolute path of p with links resolved, also when its last components do
+// not exist yet (an --out about to be made): those are appended as given.
+// Caller frees.
+static char *resolved_path(const char *p) {
+  char *head = tl_xstrdup(p), *tail = tl_xstrdup(""), *real;
+  while (!(real = realpath(head[0] ? head : ".", NULL))) {
+    char *slash = strrchr(head, '/');
+    if (!head[0] || !strcmp(head, "/")) break; // even the start is gone
+    char *t = tl_xstrdup(tl_fmt("/%s%s", slash ? slash + 1 : head, tail));
+    free(tail);
+    tail = t;
+    if (slash == head) head[1] = 0; // up to the root
+    else if (slash) *slash = 0;
+    else head[0] = 0; // relative: from the working folder
+  }
+  const char *base = real && strcmp(real, "/") ? real : "";
+  char *out = tl_xstrdup(tl_fmt("%s%s", base, tail));
+  free(real);
+  free(head);
+  free(tail);
+  return out;
+}
+
+// Whether --out lies inside an input folder: its shards would then be read as
+// captures (or become a class) on the next run. Sets the error when it does.
+static int out_inside_inputs(const tl_prep_options *o) {
+  char *out = resolved_path(o->out_dir);
+  int inside = 0;
+  for (int k = 0; k < o->n_in && !inside; k++) {
+    if (!is_dir(o->in[k])) continue;
+    char *in = resolved_path(o->in[k]);
+    size_t n = strlen(in);
+    inside = !strncmp(out, in, n) && (out[n] == '/' || out[n] == 0);
+    if (inside)
+      tl_set_error("--out %s is inside --in %s: the next run would read its shards as "
+                   "captures; choose a folder outside the inputs", o->out_dir, o->in[k]);
+    free(in);
+  }
+  free(out);
+  return inside;
+}
+
 tl_status tl_prep_run(const tl_prep_options *o, FILE *report, tl_prep_counts *counts) {
   tl_prep_counts local;
   tl_prep_counts *c = counts ? counts : &local;
@@ -666,7 +708,7 @@ tl_status tl_prep_run(const tl_prep_options *o, FILE *report, tl_prep_counts *co
 
   // Step 1: inputs, then the builder, which wants labels and files up front.
   tl_holdout holdout = {0};
-  if (check_options(o) != TL_OK) goto done;
+  if (check_options(o) != TL_OK || out_inside_inputs(o)) goto done;
   if (o->holdout_of) {
     if (o->ds.task != TL_TASK_PRETRAIN) {
       tl_set_error("--holdout-of is for --task pretrain");

@@ -788,3 +788,16 @@ Test(prep_run, holdout_paths_relative_absolute_and_gone) {
   cr_expect(strstr(tl_last_error(), "is not found from here"), "%s", tl_last_error());
   cr_expect(strstr(tl_last_error(), "relative paths count from"), "%s", tl_last_error());
 }
+
+// --out inside an input folder would be read back as captures (or a class).
+Test(prep_run, out_inside_the_inputs_is_refused) {
+  make_tree(T("tree_in"));
+  tl_prep_counts c;
+  cr_expect_eq(run_into(T("tree_in"), T("tree_in/shards"), TL_TASK_PACKET, 1, &c), TL_ERR);
+  cr_expect(strstr(tl_last_error(), "is inside --in"), "%s", tl_last_error());
+  cr_assert_eq(chdir(T("tree_in")), 0);
+  cr_expect_eq(run_into(".", "new/deeper", TL_TASK_PACKET, 1, &c), TL_ERR);
+  cr_expect(strstr(tl_last_error(), "is inside --in"), "%s", tl_last_error());
+  cr_expect_eq(run_into(".", "../tree_in_shards", TL_TASK_PACKET, 1, &c), TL_OK, "%s",
+               tl_last_error());
+}
