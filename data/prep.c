@@ -634,6 +634,24 @@ static tl_status check_options(const tl_prep_options *o) {
   return TL_OK;
 }
 
+// Options a task does not use, set away from their default, get one warning
+// each: a researcher who sets --flow-packets for a packet set expects it to act.
+static void warn_unused_options(const tl_prep_options *o) {
+  tl_prep_options d;
+  tl_prep_options_default(&d, o->ds.task);
+  int pretrain = o->ds.task == TL_TASK_PRETRAIN;
+  struct { const char *name; int set, used; } opts[] = {
+      {"--burst-packets", o->burst_packets != d.burst_packets, pretrain},
+      {"--flow-packets", o->ds.flow_packets != d.ds.flow_packets, o->ds.task == TL_TASK_FLOW},
+      {"--labels", o->labels_csv != NULL, !pretrain},
+      {"--min-per-class", o->ds.min_per_class != d.ds.min_per_class, !pretrain},
+  };
+  for (size_t i = 0; i < sizeof opts / sizeof *opts; i++)
+    if (opts[i].set && !opts[i].used)
+      tl_warn("%s does not apply to --task %s; ignored", opts[i].name, task_name(o->ds.task));
+  tl_prep_options_free(&d);
+}
+
 // Whether --out is one of the --holdout-of sets (DIR or DIR1,DIR2): writing it
 // would replace the set being held out. Sets the error when it is.
 static int holdout_is_out(const tl_prep_options *o) {
@@ -709,6 +727,7 @@ tl_status tl_prep_run(const tl_prep_options *o, FILE *report, tl_prep_counts *co
   // Step 1: inputs, then the builder, which wants labels and files up front.
   tl_holdout holdout = {0};
   if (check_options(o) != TL_OK || out_inside_inputs(o)) goto done;
+  warn_unused_options(o);
   if (o->holdout_of) {
     if (o->ds.task != TL_TASK_PRETRAIN) {
       tl_set_error("--holdout-of is for --task pretrain");

@@ -801,3 +801,26 @@ Test(prep_run, out_inside_the_inputs_is_refused) {
   cr_expect_eq(run_into(".", "../tree_in_shards", TL_TASK_PACKET, 1, &c), TL_OK, "%s",
                tl_last_error());
 }
+
+// An option the task does not use is named, not silently dropped.
+Test(prep_run, options_a_task_does_not_use_are_named) {
+  cr_redirect_stderr();
+  make_tree(T("tree_unused"));
+  tl_prep_options o;
+  tl_prep_options_default(&o, TL_TASK_PACKET);
+  o.in = tl_xmalloc(sizeof *o.in);
+  o.in[0] = tl_xstrdup(T("tree_unused"));
+  o.n_in = 1;
+  o.out_dir = tl_xstrdup(T("out_unused"));
+  o.ds.min_per_class = 1;
+  o.ds.flow_packets = 9;
+  o.progress = 0;
+  cr_assert_eq(tl_prep_run(&o, NULL, NULL), TL_OK, "%s", tl_last_error());
+  tl_prep_options_free(&o);
+  fflush(stderr);
+  char text[8192] = {0};
+  size_t n = fread(text, 1, sizeof text - 1, cr_get_redirected_stderr());
+  cr_expect(n > 0 && strstr(text, "--flow-packets does not apply to --task packet"), "%s",
+            text);
+  cr_expect(!strstr(text, "--burst-packets"), "only options set away from their default");
+}
