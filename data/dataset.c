@@ -229,17 +229,30 @@ static tl_status lock_out_dir(tl_dataset_builder *b) {
 
 // Temporary folders of runs that were killed: with the lock held, no other
 // run can own them. A complete one is published, a partial one deleted.
-static void recover_stale_tmp_dirs(const tl_dataset_builder *b) {
-  DIR *d = opendir(b->out_dir);
-  if (!d) return;
+// Returns how many there were.
+static int recover_stale_tmp_dirs(const char *out_dir, int dry_run) {
+  DIR *d = opendir(out_dir);
+  if (!d) return 0;
+  int n = 0;
   struct dirent *e;
   while ((e = readdir(d))) {
     if (strncmp(e->d_name, ".tl-prep-", 9) != 0) continue;
-    char *path = tl_xstrdup(tl_fmt("%s/%s", b->out_dir, e->d_name));
-    tl_publish_recover(b->out_dir, path);
+    n++;
+    if (dry_run) continue;
+    char *path = tl_xstrdup(tl_fmt("%s/%s", out_dir, e->d_name));
+    tl_publish_recover(out_dir, path);
     free(path);
   }
   closedir(d);
+  return n;
+}
+
+void tl_dataset_recover(const char *out_dir) {
+  if (recover_stale_tmp_dirs(out_dir, 1) == 0) return;
+  int fd = open(tl_fmt("%s/.tl-prep.lock", out_dir), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return;
+  if (flock(fd, LOCK_EX | LOCK_NB) == 0) recover_stale_tmp_dirs(out_dir, 0);
+  close(fd); // also releases the lock
 }
 
 tl_dataset_builder *tl_dataset_builder_open(const tl_dataset_options *opt,
@@ -276,7 +289,7 @@ tl_dataset_builder *tl_dataset_builder_open(const tl_dataset_options *opt,
 
   // The buckets live in a private folder of out_dir: same disk as the shards.
   if (make_dirs(b->out_dir) != TL_OK || lock_out_dir(b) != TL_OK) goto fail;
-  recover_stale_tmp_dirs(b);
+  recover_stale_tmp_dirs(b->out_dir, 0);
   if (tl_check_out_dir(b->out_dir) != TL_OK) goto fail;
   b->tmp_dir = tl_xstrdup(tl_fmt("%s/.tl-prep-XXXXXX", b->out_dir));
   if (!mkdtemp(b->tmp_dir)) {

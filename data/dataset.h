@@ -70,3 +70,8 @@ typedef struct {
 // Splits, writes shards and the manifest. The summary stays valid until free().
 tl_status tl_dataset_builder_finish(tl_dataset_builder *b, const tl_dataset_summary **summary);
 void tl_dataset_builder_free(tl_dataset_builder *b); // accepts NULL and half-built builders
+
+// Finishes, under the folder's lock, what a run killed while publishing left in
+// out_dir (data/publish.h); the builder does it too when it opens. Nothing
+// happens when out_dir holds no temporary folder or another run holds the lock.
+void tl_dataset_recover(const char *out_dir);

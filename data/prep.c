@@ -726,6 +726,8 @@ tl_status tl_prep_run(const tl_prep_options *o, FILE *report, tl_prep_counts *co
 
   // Step 1: inputs, then the builder, which wants labels and files up front.
   tl_holdout holdout = {0};
+  // A set a killed run left half moved in is completed even if this run fails.
+  if (o->out_dir) tl_dataset_recover(o->out_dir);
   if (check_options(o) != TL_OK || out_inside_inputs(o)) goto done;
   warn_unused_options(o);
   if (o->holdout_of) {

@@ -957,15 +957,15 @@ Test(dataset, an_interrupted_run_leaves_the_previous_set_whole) {
   remove_dir(dir);
 }
 
-// A run killed while it moved its finished set in: the next run completes the
-// move, so the folder holds the new set whole (never a mix of the two).
-Test(dataset, a_set_killed_while_moving_in_is_completed_by_the_next_run) {
-  char *dir = make_dir(), *other = make_dir();
+// The aftermath of a kill while the set built with seed 9 moved into dir over
+// the set with seed 8: the old manifest gone, one new shard moved in (over its
+// old namesake), the rest and the new manifest still in the temporary folder.
+// Returns the temporary folder (static buffer).
+static const char *killed_while_moving_in(const char *dir, const char *other) {
+  static char tmp[700];
+  char from[900], to[900];
   build_packet_set(dir, 8, TL_SPLIT_BY_FLOW, 60, 32);   // the previous set
   build_packet_set(other, 9, TL_SPLIT_BY_FLOW, 60, 32); // the new set, made elsewhere
-  // The kill's aftermath: the old manifest gone, one new shard moved in (over
-  // its old namesake), the rest and the new manifest still in the temporary folder.
-  char tmp[700], from[900], to[900];
   snprintf(tmp, sizeof tmp, "%s/.tl-prep-CRASHED", dir);
   cr_assert_eq(mkdir(tmp, 0755), 0);
   const char *moved = "train-00000.h5", *waiting[] = {"train-00001.h5", "valid-00000.h5",
@@ -980,6 +980,28 @@ Test(dataset, a_set_killed_while_moving_in_is_completed_by_the_next_run) {
     snprintf(to, sizeof to, "%s/%s", tmp, waiting[i]);
     if (access(from, F_OK) == 0) cr_assert_eq(rename(from, to), 0, "%s", waiting[i]);
   }
+  return tmp;
+}
+
+// A run that stops before it builds anything (bad options, no inputs) still
+// completes the move, so the folder is not left without a manifest.
+Test(dataset, a_failing_run_still_completes_a_killed_move) {
+  char *dir = make_dir(), *other = make_dir();
+  const char *tmp = killed_while_moving_in(dir, other);
+  tl_dataset_recover(dir);
+  cr_assert_neq(access(tmp, F_OK), 0, "temporary folder gone");
+  tl_shards *s = tl_shards_open(dir, "valid");
+  cr_assert_not_null(s, "the completed set opens: %s", tl_last_error());
+  tl_shards_close(s);
+  remove_dir(dir), remove_dir(other);
+}
+
+// A run killed while it moved its finished set in: the next run completes the
+// move, so the folder holds the new set whole (never a mix of the two).
+Test(dataset, a_set_killed_while_moving_in_is_completed_by_the_next_run) {
+  char *dir = make_dir(), *other = make_dir();
+  const char *tmp = killed_while_moving_in(dir, other);
+  char from[900], to[900];
 
   // The next run (here: opening a builder) finishes the move.
   tl_dataset_options o;
