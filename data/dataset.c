@@ -71,6 +71,7 @@ struct tl_dataset_builder {
   tl_dataset_options opt;
   char *out_dir, *header_policy, *tmp_dir;
   int lock_fd; // flock on OUT/.tl-prep.lock: one builder per output folder
+  int made_out_dir; // OUT did not exist before this builder
   char **label_names, **source_files; // as recorded: valid UTF-8
   char **raw_source_files;            // as given
   int n_labels, n_files;
@@ -222,6 +223,8 @@ static tl_status lock_out_dir(tl_dataset_builder *b) {
   if (flock(b->lock_fd, LOCK_EX | LOCK_NB) != 0) {
     tl_set_error("%s: another tl-prep is writing this folder (%s is locked)", b->out_dir,
                  path);
+    close(b->lock_fd);
+    b->lock_fd = -1; // lock_fd >= 0 means the lock is held
     return TL_ERR;
   }
   return TL_OK;
@@ -288,6 +291,7 @@ tl_dataset_builder *tl_dataset_builder_open(const tl_dataset_options *opt,
       b->res[s].slot[i].tokens = tl_xmalloc((size_t)opt->seq_len * sizeof(int32_t));
 
   // The buckets live in a private folder of out_dir: same disk as the shards.
+  b->made_out_dir = access(b->out_dir, F_OK) != 0;
   if (make_dirs(b->out_dir) != TL_OK || lock_out_dir(b) != TL_OK) goto fail;
   recover_stale_tmp_dirs(b->out_dir, 0);
   if (tl_check_out_dir(b->out_dir) != TL_OK) goto fail;
@@ -1012,6 +1016,13 @@ static void remove_tmp(tl_dataset_builder *b) {
   tl_row_shuffle_free(b->buckets);
   b->buckets = NULL;
   if (b->tmp_dir) tl_remove_flat_dir(b->tmp_dir); // with the shards of a failed finish
+  // A folder this builder made and never published into goes again, so that a
+  // failed first run leaves no empty folder (rmdir keeps one that is not empty).
+  if (b->lock_fd >= 0 && b->made_out_dir &&
+      access(tl_fmt("%s/manifest.json", b->out_dir), F_OK) != 0) {
+    unlink(tl_fmt("%s/.tl-prep.lock", b->out_dir));
+    rmdir(b->out_dir);
+  }
   if (b->lock_fd >= 0) close(b->lock_fd);
   b->lock_fd = -1;
 }

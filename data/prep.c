@@ -514,7 +514,7 @@ static void warn_empty_splits(const tl_prep_options *o, const char *name,
   for (int k = 0; k < TL_NUM_SPLITS; k++)
     if (o->ds.split_ratio[k] > 0 && rows[k] == 0)
       tl_warn("class %s has no %s rows: too few flows (or files) to split; "
-              "add captures, lower --max-per-class's effect, or drop the class", name,
+              "add captures, or drop the class", name,
               split_names[k]);
 }
 

@@ -824,3 +824,16 @@ Test(prep_run, options_a_task_does_not_use_are_named) {
             text);
   cr_expect(!strstr(text, "--burst-packets"), "only options set away from their default");
 }
+
+// A first run that fails leaves no empty output folder behind.
+Test(prep_run, a_failed_first_run_leaves_no_folder) {
+  char empty[512];
+  snprintf(empty, sizeof empty, "%s", T("tree_empty"));
+  mkdir(empty, 0755);
+  mkdir(T("tree_empty/cls"), 0755);
+  FILE *f = fopen(T("tree_empty/cls/not-a-capture.pcap"), "w");
+  fputs("hello\n", f);
+  fclose(f);
+  cr_expect_eq(run_into(empty, T("out_never"), TL_TASK_PACKET, 1, NULL), TL_ERR);
+  cr_expect_neq(access(T("out_never"), F_OK), 0, "no folder left: %s", tl_last_error());
+}
