@@ -55,7 +55,7 @@ char *tl_hex_encode(const char *s) {
   return out;
 }
 
-static int hex_digit(char c) {
+int tl_hex_digit(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
@@ -67,7 +67,7 @@ char *tl_hex_decode(const char *hex) {
   if (n % 2) return NULL;
   char *out = tl_xmalloc(n / 2 + 1);
   for (size_t i = 0; i < n / 2; i++) {
-    int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
+    int hi = tl_hex_digit(hex[2 * i]), lo = tl_hex_digit(hex[2 * i + 1]);
     if (hi < 0 || lo < 0 || (hi | lo) == 0) {
       free(out);
       return NULL;

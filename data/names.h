@@ -14,4 +14,5 @@ char *tl_utf8_escape(const char *s);
 // The bytes of s as lower-case hex, and back; NULL from decode when hex is not
 // an even count of hex digits or holds a zero byte. Caller frees.
 char *tl_hex_encode(const char *s);
+int tl_hex_digit(char c); // the value of one hex digit (either case), or -1
 char *tl_hex_decode(const char *hex);

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "data/names.h"
+
 static const char *const g_special_names[TL_TOK_NUM_SPECIAL] = {"[PAD]", "[SEP]", "[CLS]",
                                                                  "[UNK]", "[MASK]"};
 
@@ -54,21 +56,13 @@ tl_status tl_tokenizer_write_vocab(const char *path) {
   return TL_OK;
 }
 
-// Value of one hex digit, or -1.
-static int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 // The bigram a vocabulary entry names (exactly four hex digits), or -1 for
 // anything else: specials, sub-pieces ("0", "dc", "##fe", "34d").
 static int entry_bigram(const char *s, size_t len) {
   if (len != 4) return -1;
   int v = 0;
   for (int i = 0; i < 4; i++) {
-    int d = hex_digit(s[i]);
+    int d = tl_hex_digit(s[i]);
     if (d < 0) return -1;
     v = v << 4 | d;
   }

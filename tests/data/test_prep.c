@@ -154,17 +154,24 @@ static void make_tree(const char *root) {
   }
 }
 
+// Options of task for one input (none: NULL) into out, without a progress line.
+static void options_for(tl_prep_options *o, tl_task task, const char *in, const char *out) {
+  tl_prep_options_default(o, task);
+  if (in) {
+    o->in = tl_xmalloc(sizeof *o->in);
+    o->in[0] = tl_xstrdup(in);
+    o->n_in = 1;
+  }
+  o->out_dir = tl_xstrdup(out);
+  o->progress = 0;
+}
+
 static tl_status run_into(const char *tree, const char *out, tl_task task, uint64_t seed,
                           tl_prep_counts *c) {
   tl_prep_options o;
-  tl_prep_options_default(&o, task);
-  o.in = tl_xmalloc(sizeof *o.in);
-  o.in[0] = tl_xstrdup(tree);
-  o.n_in = 1;
-  o.out_dir = tl_xstrdup(out);
+  options_for(&o, task, tree, out);
   o.ds.seed = seed;
   o.ds.min_per_class = 1;
-  o.progress = 0;
   tl_status st = tl_prep_run(&o, NULL, c);
   tl_prep_options_free(&o);
   return st;
@@ -274,12 +281,7 @@ Test(prep_run, pretrain_walks_nested_folders) {
 // The awkward folder end to end: bad files warned about, good packets used.
 Test(prep_run, edge_folder_pretrain) {
   tl_prep_options o;
-  tl_prep_options_default(&o, TL_TASK_PRETRAIN);
-  o.in = tl_xmalloc(sizeof *o.in);
-  o.in[0] = tl_xstrdup(PCAPS "/_edge");
-  o.n_in = 1;
-  o.out_dir = tl_xstrdup(T("out_edge"));
-  o.progress = 0;
+  options_for(&o, TL_TASK_PRETRAIN, PCAPS "/_edge", T("out_edge"));
   tl_prep_counts c;
   cr_expect_eq(tl_prep_run(&o, NULL, &c), TL_OK, "%s", tl_last_error());
   cr_expect_eq(c.files_total, 56);
@@ -412,11 +414,9 @@ Test(prep_cli, flags_override_config_and_exit_codes) {
 static tl_status pretrain_holdout(const char *cls_dir, const char *out, double idle_timeout,
                                   tl_prep_counts *c) {
   tl_prep_options o;
-  tl_prep_options_default(&o, TL_TASK_PRETRAIN);
+  options_for(&o, TL_TASK_PRETRAIN, NULL, out);
   o.holdout_of = tl_xstrdup(cls_dir);
-  o.out_dir = tl_xstrdup(out);
   o.flow.idle_timeout_s = idle_timeout;
-  o.progress = 0;
   tl_status st = tl_prep_run(&o, NULL, c);
   tl_prep_options_free(&o);
   return st;
@@ -470,11 +470,9 @@ static tl_status run_csv(const char *text, const char *out, tl_prep_counts *c) {
   fputs(text, f);
   fclose(f);
   tl_prep_options o;
-  tl_prep_options_default(&o, TL_TASK_PACKET);
+  options_for(&o, TL_TASK_PACKET, NULL, out);
   o.labels_csv = tl_xstrdup(csv);
-  o.out_dir = tl_xstrdup(out);
   o.ds.min_per_class = 1;
-  o.progress = 0;
   tl_status st = tl_prep_run(&o, NULL, c);
   tl_prep_options_free(&o);
   return st;
@@ -499,13 +497,8 @@ Test(prep_run, labels_csv_bom_quotes_repeats) {
 
 Test(prep_run, out_of_range_options_and_fifos_are_refused) {
   tl_prep_options o;
-  tl_prep_options_default(&o, TL_TASK_PACKET);
-  o.in = tl_xmalloc(sizeof *o.in);
-  o.in[0] = tl_xstrdup(T("tree"));
-  o.n_in = 1;
-  o.out_dir = tl_xstrdup(T("out_opts"));
+  options_for(&o, TL_TASK_PACKET, T("tree"), T("out_opts"));
   o.flow.max_flows = 0;
-  o.progress = 0;
   make_tree(T("tree"));
   cr_expect_eq(tl_prep_run(&o, NULL, NULL), TL_ERR);
   cr_expect(strstr(tl_last_error(), "--max-flows 0"), "%s", tl_last_error());
@@ -594,14 +587,9 @@ Test(prep_run, a_stop_request_leaves_the_output_as_it_was) {
   long n_before = file_bytes(T("out_stop/manifest.json"), &before);
   volatile sig_atomic_t stop = 1;
   tl_prep_options o;
-  tl_prep_options_default(&o, TL_TASK_PRETRAIN);
-  o.in = tl_xmalloc(sizeof *o.in);
-  o.in[0] = tl_xstrdup(T("tree_stop"));
-  o.n_in = 1;
-  o.out_dir = tl_xstrdup(T("out_stop"));
+  options_for(&o, TL_TASK_PRETRAIN, T("tree_stop"), T("out_stop"));
   o.ds.seed = 2;
   o.ds.stop = &stop;
-  o.progress = 0;
   cr_assert_eq(tl_prep_run(&o, NULL, &c), TL_ERR);
   cr_expect(strstr(tl_last_error(), "interrupted"), "%s", tl_last_error());
   tl_prep_options_free(&o);
@@ -654,13 +642,8 @@ Test(prep_run, folder_link_loops_are_listed_once, .timeout = 60) {
 
   volatile sig_atomic_t stop = 1;
   tl_prep_options o;
-  tl_prep_options_default(&o, TL_TASK_PRETRAIN);
-  o.in = tl_xmalloc(sizeof *o.in);
-  o.in[0] = tl_xstrdup(root);
-  o.n_in = 1;
-  o.out_dir = tl_xstrdup(T("out_loop_stop"));
+  options_for(&o, TL_TASK_PRETRAIN, root, T("out_loop_stop"));
   o.ds.stop = &stop;
-  o.progress = 0;
   cr_expect_eq(tl_prep_run(&o, NULL, NULL), TL_ERR);
   cr_expect(strstr(tl_last_error(), "interrupted while looking for captures"), "%s",
             tl_last_error());
@@ -751,12 +734,7 @@ Test(prep_run, names_that_are_not_utf8_are_escaped) {
 Test(prep_run, one_flow_pretraining_warns_of_unbalanced_pairs) {
   cr_redirect_stderr();
   tl_prep_options o;
-  tl_prep_options_default(&o, TL_TASK_PRETRAIN);
-  o.in = tl_xmalloc(sizeof *o.in);
-  o.in[0] = tl_xstrdup(PCAPS "/ntp/ndpi__NTPv2.pcap");
-  o.n_in = 1;
-  o.out_dir = tl_xstrdup(T("out_one_flow"));
-  o.progress = 0;
+  options_for(&o, TL_TASK_PRETRAIN, PCAPS "/ntp/ndpi__NTPv2.pcap", T("out_one_flow"));
   tl_prep_counts c;
   cr_assert_eq(tl_prep_run(&o, NULL, &c), TL_OK, "%s", tl_last_error());
   tl_prep_options_free(&o);
@@ -807,14 +785,9 @@ Test(prep_run, options_a_task_does_not_use_are_named) {
   cr_redirect_stderr();
   make_tree(T("tree_unused"));
   tl_prep_options o;
-  tl_prep_options_default(&o, TL_TASK_PACKET);
-  o.in = tl_xmalloc(sizeof *o.in);
-  o.in[0] = tl_xstrdup(T("tree_unused"));
-  o.n_in = 1;
-  o.out_dir = tl_xstrdup(T("out_unused"));
+  options_for(&o, TL_TASK_PACKET, T("tree_unused"), T("out_unused"));
   o.ds.min_per_class = 1;
   o.ds.flow_packets = 9;
-  o.progress = 0;
   cr_assert_eq(tl_prep_run(&o, NULL, NULL), TL_OK, "%s", tl_last_error());
   tl_prep_options_free(&o);
   fflush(stderr);
