@@ -70,6 +70,7 @@ typedef struct {
 struct tl_dataset_builder {
   tl_dataset_options opt;
   char *out_dir, *header_policy, *tmp_dir;
+  char *flow_identity; // JSON text or NULL
   int lock_fd; // flock on OUT/.tl-prep.lock: one builder per output folder
   int made_out_dir; // OUT did not exist before this builder
   char **label_names, **source_files; // as recorded: valid UTF-8
@@ -273,6 +274,8 @@ tl_dataset_builder *tl_dataset_builder_open(const tl_dataset_options *opt,
   b->header_policy = tl_xstrdup(opt->header_policy ? opt->header_policy : "anonymous");
   b->opt.out_dir = b->out_dir;
   b->opt.header_policy = b->header_policy;
+  b->flow_identity = opt->flow_identity ? tl_xstrdup(opt->flow_identity) : NULL;
+  b->opt.flow_identity = b->flow_identity;
   b->n_labels = opt->task == TL_TASK_PRETRAIN ? 0 : n_labels;
   b->label_names = copy_names(label_names, b->n_labels);
   b->n_files = n_files > 0 ? n_files : 0;
@@ -870,6 +873,8 @@ static cJSON *manifest_json(tl_dataset_builder *b, const char **kept_names, int 
   cJSON_AddNumberToObject(m, "packet_bytes", b->opt.packet_bytes);
   cJSON_AddNumberToObject(m, "flow_packets", b->opt.flow_packets);
   cJSON_AddStringToObject(m, "header_policy", b->header_policy);
+  cJSON *identity = b->flow_identity ? cJSON_Parse(b->flow_identity) : NULL;
+  if (identity) cJSON_AddItemToObject(m, "flow_identity", identity);
   cJSON_AddStringToObject(m, "split_policy", g_policy_names[b->opt.split]);
   // JSON numbers are doubles: seeds past 2^53 are written as a decimal string.
   if (b->opt.seed <= (1ULL << 53)) cJSON_AddNumberToObject(m, "split_seed", (double)b->opt.seed);
@@ -1055,6 +1060,7 @@ void tl_dataset_builder_free(tl_dataset_builder *b) {
   tl_tokenizer_free(b->tok);
   free(b->out_dir);
   free(b->header_policy);
+  free(b->flow_identity);
   free(b->tmp_dir);
   free(b);
 }

@@ -32,6 +32,7 @@ typedef struct {
   const char *header_policy;  // "anonymous" (default), "keep", "compat": stored as attribute
   int rows_per_shard;         // rows per HDF5 file
   int compress;               // deflate level of the shards, 0 (none, default) to 9
+  const char *flow_identity;  // JSON object: the manifest's "flow_identity" (NULL: none)
   // Set (by a signal handler) to stop: tl-prep's reading and finish() end early
   // with an error, and out_dir keeps its previous set. NULL: never.
   const volatile sig_atomic_t *stop;

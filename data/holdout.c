@@ -10,6 +10,49 @@
 #include "data/names.h"
 #include "data/shards.h"
 
+char *tl_flow_identity_json(const tl_flow_identity *id) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddNumberToObject(o, "idle_timeout", id->idle_timeout_s);
+  cJSON_AddNumberToObject(o, "close_linger", id->close_linger_s);
+  cJSON_AddNumberToObject(o, "max_flows", id->max_flows);
+  cJSON_AddBoolToObject(o, "flow_key_vlan", id->key_vlan);
+  cJSON_AddNumberToObject(o, "reorder_window", id->reorder_window);
+  cJSON_AddBoolToObject(o, "reassemble", id->reassemble);
+  char *text = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  return text;
+}
+
+static bool number_at(const cJSON *o, const char *key, double *v) {
+  const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
+  if (cJSON_IsBool(x)) *v = cJSON_IsTrue(x);
+  else if (cJSON_IsNumber(x)) *v = x->valuedouble;
+  else return false;
+  return true;
+}
+
+// Reads the set's "flow_identity"; a set without one cannot be lined up safely.
+static tl_status read_identity(tl_flow_identity *id, const cJSON *m, const char *path) {
+  const cJSON *o = cJSON_GetObjectItemCaseSensitive(m, "flow_identity");
+  double v[6];
+  static const char *const keys[] = {"idle_timeout", "close_linger", "max_flows",
+                                     "flow_key_vlan", "reorder_window", "reassemble"};
+  for (int k = 0; k < 6; k++) {
+    if (number_at(o, keys[k], &v[k])) continue;
+    tl_set_error("%s: no flow_identity.%s: the set was made by an earlier tl-prep, so its "
+                 "flow ids cannot be matched safely; make it again", path, keys[k]);
+    return TL_ERR;
+  }
+  *id = (tl_flow_identity){v[0], v[1], (int)v[2], (int)v[3], (int)v[4], (int)v[5]};
+  return TL_OK;
+}
+
+bool tl_flow_identity_equal(const tl_flow_identity *a, const tl_flow_identity *b) {
+  return a->idle_timeout_s == b->idle_timeout_s && a->close_linger_s == b->close_linger_s &&
+         a->max_flows == b->max_flows && a->key_vlan == b->key_vlan &&
+         a->reorder_window == b->reorder_window && a->reassemble == b->reassemble;
+}
+
 // Names that were not valid UTF-8 are recorded escaped, their bytes in
 // source_files_hex (FORMAT.md); the files are opened by those bytes.
 static tl_status restore_escaped_names(tl_holdout *h, const cJSON *hex, const char *path) {
@@ -57,6 +100,7 @@ static tl_status load_source_files(tl_holdout *h, const char *dir) {
       h->files_in[i++] = tl_xstrdup(cJSON_IsString(f) ? f->valuestring : "");
     }
     st = restore_escaped_names(h, cJSON_GetObjectItem(m, "source_files_hex"), path);
+    if (st == TL_OK) st = read_identity(&h->identity, m, path);
   }
   cJSON_Delete(m);
   return st;
@@ -110,9 +154,16 @@ static tl_status same_files(const tl_holdout *first, const tl_holdout *other, co
   bool same = first->n_files == other->n_files;
   for (int i = 0; same && i < first->n_files; i++)
     same = same_file(first->files_in[i], other->files_in[i]);
-  if (!same)
+  if (!same) {
     tl_set_error("%s: made from other captures than the first --holdout-of set", dir);
-  return same ? TL_OK : TL_ERR;
+    return TL_ERR;
+  }
+  if (!tl_flow_identity_equal(&first->identity, &other->identity)) {
+    tl_set_error("%s: made with other flow options (flow_identity in its manifest) than the "
+                 "first --holdout-of set", dir);
+    return TL_ERR;
+  }
+  return TL_OK;
 }
 
 // The captures are read again by the paths the set recorded; relative ones

@@ -11,7 +11,20 @@
 
 #include "core/log.h"
 
+// How a set's flow ids were made: the options that decide where a flow ends and
+// which packets share one. Recorded in the manifest as "flow_identity"; a
+// pre-training run that holds a set out must cut flows the same way.
 typedef struct {
+  double idle_timeout_s, close_linger_s;
+  int max_flows, key_vlan, reorder_window, reassemble;
+} tl_flow_identity;
+
+// The manifest's "flow_identity" object as JSON text. Caller frees.
+char *tl_flow_identity_json(const tl_flow_identity *id);
+bool tl_flow_identity_equal(const tl_flow_identity *a, const tl_flow_identity *b);
+
+typedef struct {
+  tl_flow_identity identity; // the sets' flow identity (all sets agree)
   int64_t *ids;      // sorted flow ids of DIR's valid and test rows
   int32_t *files;    // file index of each id (same order), to check ids line up
   int64_t n;
@@ -21,7 +34,8 @@ typedef struct {
 
 // Loads DIR/manifest.json's source files and the flow ids of its valid and test
 // splits; dirs may name several sets, comma-separated (e.g. the packet and the
-// flow set), which must come from the same captures. Returns TL_ERR with
+// flow set), which must come from the same captures with the same flow identity.
+// Returns TL_ERR with
 // tl_last_error() naming the set on any problem.
 tl_status tl_holdout_load(tl_holdout *h, const char *dirs);
 // True when flow id belongs to a held-out flow. Sets *mismatch when the id is

@@ -197,7 +197,7 @@ static int label_index(tl_inputs *in, const char *name) {
 static void sort_labels(tl_inputs *in) {
   int n = in->n_labels;
   char **sorted = tl_xmalloc((size_t)(n ? n : 1) * sizeof *sorted);
-  memcpy(sorted, in->labels, (size_t)n * sizeof *sorted);
+  if (n) memcpy(sorted, in->labels, (size_t)n * sizeof *sorted); // labels is NULL when n = 0
   qsort(sorted, (size_t)n, sizeof *sorted, cmp_str);
   int *map = tl_xmalloc((size_t)(n ? n : 1) * sizeof *map);
   for (int i = 0; i < n; i++)
@@ -328,7 +328,15 @@ static tl_status find_inputs(const tl_prep_options *o, tl_inputs *in) {
   tl_walk w = {.in = in, .stop = o->ds.stop};
   tl_status s = TL_OK;
   if (o->ds.task == TL_TASK_PRETRAIN) {
-    for (int k = 0; k < o->n_in && s == TL_OK; k++) s = walk(&w, o->in[k], -1);
+    for (int k = 0; k < o->n_in && s == TL_OK; k++) {
+      struct stat st;
+      if (stat(o->in[k], &st) != 0) { // a typo must not just shrink the data
+        tl_set_error("--in %s: %s", o->in[k], strerror(errno));
+        s = TL_ERR;
+      } else {
+        s = walk(&w, o->in[k], -1);
+      }
+    }
   } else {
     s = o->labels_csv ? find_from_csv(o, in) : find_class_folders(o, &w);
     if (s == TL_OK) sort_labels(in);
@@ -712,7 +720,31 @@ static int out_inside_inputs(const tl_prep_options *o) {
   return inside;
 }
 
-tl_status tl_prep_run(const tl_prep_options *o, FILE *report, tl_prep_counts *counts) {
+static tl_flow_identity identity_of(const tl_prep_options *o) {
+  return (tl_flow_identity){o->flow.idle_timeout_s, o->flow.close_linger_s, o->flow.max_flows,
+                            o->flow.key_vlan,       o->flow.reorder_window, o->reassemble};
+}
+
+// Pre-training that holds a set out must cut flows as that set did, or flow ids
+// no longer line up and held-out flows could slip in: the set's options win.
+static void adopt_identity(tl_prep_options *o, const tl_flow_identity *set) {
+  tl_flow_identity given = identity_of(o);
+  if (!tl_flow_identity_equal(&given, set))
+    tl_info("--holdout-of: flow options taken from the held-out set (idle_timeout %g, "
+            "close_linger %g, max_flows %d, flow_key_vlan %d, reorder_window %d, "
+            "reassemble %d)", set->idle_timeout_s, set->close_linger_s, set->max_flows,
+            set->key_vlan, set->reorder_window, set->reassemble);
+  o->flow.idle_timeout_s = set->idle_timeout_s;
+  o->flow.close_linger_s = set->close_linger_s;
+  o->flow.max_flows = set->max_flows;
+  o->flow.key_vlan = set->key_vlan;
+  o->flow.reorder_window = set->reorder_window;
+  o->reassemble = set->reassemble;
+}
+
+tl_status tl_prep_run(const tl_prep_options *given, FILE *report, tl_prep_counts *counts) {
+  tl_prep_options effective = *given; // --holdout-of may set the flow options
+  tl_prep_options *o = &effective;
   tl_prep_counts local;
   tl_prep_counts *c = counts ? counts : &local;
   memset(c, 0, sizeof *c);
@@ -737,8 +769,11 @@ tl_status tl_prep_run(const tl_prep_options *o, FILE *report, tl_prep_counts *co
     }
     if (holdout_is_out(o)) goto done;
     if (tl_holdout_load(&holdout, o->holdout_of) != TL_OK) goto done;
-    // The same captures in the same order, so flow ids match the set's.
+    adopt_identity(o, &holdout.identity);
+    // The same captures in the same order, so flow ids match the set's; more
+    // inputs come after them (repeats of the set's captures are read once).
     for (int i = 0; i < holdout.n_files; i++) inputs_add(&in, holdout.files_in[i], -1);
+    if (o->n_in > 0 && find_inputs(o, &in) != TL_OK) goto done;
   } else if (find_inputs(o, &in) != TL_OK) {
     goto done;
   }
@@ -748,7 +783,11 @@ tl_status tl_prep_run(const tl_prep_options *o, FILE *report, tl_prep_counts *co
   tl_dataset_options ds = o->ds;
   ds.out_dir = o->out_dir;
   ds.header_policy = tl_header_policy_name(o->policy);
+  tl_flow_identity identity = identity_of(o);
+  char *identity_json = tl_flow_identity_json(&identity);
+  ds.flow_identity = identity_json;
   b = tl_dataset_builder_open(&ds, (const char *const *)in.labels, in.n_labels, srcs, in.n);
+  free(identity_json);
   if (!b) goto done;
 
   // Step 2: the flow table reports to the builder through the task's sink.
