@@ -17,6 +17,7 @@ typedef struct {
   char *cells[MAX_CELLS];
   int n_cells;
   int line;         // the line being fed
+  int row_line;     // the line the current row starts on
   int rows;         // rows seen, the header included
   int at_row_start; // no row begun: a '#' line here is a comment
   int path_col, label_col;
@@ -84,6 +85,12 @@ static void on_row(int term, void *ctx) {
     if (r->n_cells <= pc || r->n_cells <= lc || !r->cells[pc][0] || !r->cells[lc][0]) {
       tl_set_error("%s:%d: expected a path and a label", r->path, r->line);
       r->st = TL_ERR;
+    } else if (strpbrk(r->cells[pc], "\r\n") || strpbrk(r->cells[lc], "\r\n")) {
+      // Legal CSV, but no path or class name holds a line break: far likelier a
+      // quote left open that swallowed the rows after it.
+      tl_set_error("%s:%d: the row starting here runs to line %d: a quoted cell holds a line "
+                   "break (is a quote not closed?)", r->path, r->row_line, r->line);
+      r->st = TL_ERR;
     } else {
       char *path = resolve(r, r->cells[pc]);
       r->st = r->row(r->ctx, path, r->cells[lc], r->line);
@@ -126,6 +133,7 @@ tl_status tl_label_csv_read(const char *csv_path, tl_label_row_fn row, void *ctx
     if (skip_line) continue;
     if (!delim_chosen++) csv_set_delim(&p, strchr(s, '\t') ? '\t' : ',');
     size_t n = strlen(s);
+    if (r.at_row_start) r.row_line = r.line;
     r.at_row_start = 0;
     if (csv_parse(&p, s, n, on_cell, on_row, &r) != n) {
       tl_set_error("%s:%d: %s", csv_path, r.line, csv_strerror(csv_error(&p)));
@@ -135,7 +143,8 @@ tl_status tl_label_csv_read(const char *csv_path, tl_label_row_fn row, void *ctx
   // At the end an open quote is left in the parser's state; strict mode names it.
   csv_set_opts(&p, CSV_APPEND_NULL | CSV_STRICT | CSV_STRICT_FINI);
   if (r.st == TL_OK && csv_fini(&p, on_cell, on_row, &r) != 0) {
-    tl_set_error("%s:%d: a quoted cell is not closed", csv_path, r.line);
+    tl_set_error("%s:%d: a quote opened in the row starting here is never closed", csv_path,
+                 r.row_line);
     r.st = TL_ERR;
   }
   for (int i = 0; i < r.n_cells; i++) free(r.cells[i]);

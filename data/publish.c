@@ -82,13 +82,14 @@ static void free_names(char **names, int n) {
 }
 
 // The shard file names a manifest lists (splits.*.shards[].file); NULL when it
-// cannot be read or is not tl-prep's (no format_version). *n is their count;
+// cannot be read or is not tl-prep's (format_version not "tl-shards/N"). *n is their count;
 // the caller frees the names and the array.
 static char **manifest_shards(const char *path, int *n) {
   char *text = tl_read_text_file(path);
   cJSON *m = text ? cJSON_Parse(text) : NULL;
   free(text);
-  if (!m || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(m, "format_version"))) {
+  const char *version = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "format_version"));
+  if (!m || !version || strncmp(version, "tl-shards/", 10) != 0) {
     cJSON_Delete(m); // parsed, but not a tl-prep manifest
     return NULL;
   }

@@ -712,6 +712,9 @@ Test(prep_run, out_folder_files_tl_did_not_write_are_kept) {
   cr_expect(strstr(tl_last_error(), "not a tl-prep manifest"), "%s", tl_last_error());
   cr_expect_eq(file_bytes(user_manifest, &data), 24);
   free(data), data = NULL;
+  write_text(user_manifest, "{\"format_version\": \"2.1\"}\n");
+  cr_expect_eq(run_into(T("tree_own"), dir, TL_TASK_PACKET, 1, &c), TL_ERR);
+  cr_expect(strstr(tl_last_error(), "not a tl-prep manifest"), "%s", tl_last_error());
 
   unlink(user_manifest);
   snprintf(notes, sizeof notes, "%s/notes.txt", dir);
