@@ -125,6 +125,10 @@ typedef struct {
   void *seen; // tsearch() tree of tl_dir_key
   const volatile sig_atomic_t *stop;
   int revisits;
+  int too_deep;          // paths that stat() refuses for too many links or length
+  int has_out;           // --out exists: never read it, also when a link leads in
+  dev_t out_dev;
+  ino_t out_ino;
 } tl_walk;
 
 static int cmp_dir_key(const void *a, const void *b) {
@@ -158,8 +162,18 @@ static tl_status walk(tl_walk *w, const char *path, int label) {
     return TL_ERR;
   }
   struct stat st;
-  if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+  int found = stat(path, &st) == 0;
+  if (!found && (errno == ELOOP || errno == ENAMETOOLONG)) {
+    // A maze of links to folders nests paths until the system refuses them.
+    if (w->too_deep++ == 0) tl_warn("%s: %s; skipped", path, strerror(errno));
+    return TL_OK;
+  }
+  if (!found || !S_ISDIR(st.st_mode)) {
     inputs_add(w->in, path, label); // a file, or a path that is refused when opened
+    return TL_OK;
+  }
+  if (w->has_out && st.st_dev == w->out_dev && st.st_ino == w->out_ino) {
+    tl_warn("%s is the output folder (--out), reached through a link; not read", path);
     return TL_OK;
   }
   if (seen_before(w, &st, label)) {
@@ -326,6 +340,9 @@ static tl_status find_from_csv(const tl_prep_options *o, tl_inputs *in) {
 
 static tl_status find_inputs(const tl_prep_options *o, tl_inputs *in) {
   tl_walk w = {.in = in, .stop = o->ds.stop};
+  struct stat out;
+  if (o->out_dir && stat(o->out_dir, &out) == 0)
+    w.has_out = 1, w.out_dev = out.st_dev, w.out_ino = out.st_ino;
   tl_status s = TL_OK;
   if (o->ds.task == TL_TASK_PRETRAIN) {
     for (int k = 0; k < o->n_in && s == TL_OK; k++) {
@@ -342,6 +359,7 @@ static tl_status find_inputs(const tl_prep_options *o, tl_inputs *in) {
     if (s == TL_OK) sort_labels(in);
   }
   walk_free(&w);
+  if (w.too_deep > 1) tl_warn("%d paths skipped in all: too many links deep", w.too_deep);
   if (s != TL_OK) return s;
   if (drop_repeated_files(o->labels_csv ? o->labels_csv : "inputs", in) != TL_OK) return TL_ERR;
   if (in->n == 0) {

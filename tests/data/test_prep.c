@@ -171,7 +171,7 @@ static tl_status run_into(const char *tree, const char *out, tl_task task, uint6
   tl_prep_options o;
   options_for(&o, task, tree, out);
   o.ds.seed = seed;
-  o.ds.min_per_class = 1;
+  if (task != TL_TASK_PRETRAIN) o.ds.min_per_class = 1;
   tl_status st = tl_prep_run(&o, NULL, c);
   tl_prep_options_free(&o);
   return st;
@@ -865,4 +865,38 @@ Test(prep_run, holdout_with_more_inputs_reads_them_too) {
   cr_expect_gt(more.files_total, alone.files_total, "the stun captures are read too");
   cr_expect_eq(again.files_total, alone.files_total, "the set's own captures, once");
   cr_expect_eq(more.held_out_bursts, alone.held_out_bursts);
+}
+
+// Paths the system refuses (a chain of links deeper than it follows) are
+// skipped, not recorded as captures; the output folder reached through a link
+// is never read back.
+Test(prep_run, link_chains_and_the_output_behind_a_link) {
+  char root[512], dir[600], link[700];
+  snprintf(root, sizeof root, "%s", T("chain"));
+  mkdir(root, 0755);
+  for (int i = 0; i <= 45; i++) {
+    snprintf(dir, sizeof dir, "%s/d%02d", root, i);
+    mkdir(dir, 0755);
+    snprintf(link, sizeof link, "%s/next", dir);
+    char target[32];
+    snprintf(target, sizeof target, "../d%02d", i + 1);
+    if (i < 45) cr_assert_eq(symlink(target, link), 0);
+  }
+  snprintf(link, sizeof link, "%s/d00/ntp.pcap", root);
+  cr_assert_eq(symlink(PCAPS "/ntp/zeek__ntp.pcap", link), 0);
+  tl_prep_counts c;
+  char start[600];
+  snprintf(start, sizeof start, "%s/d00", root);
+  cr_assert_eq(run_into(start, T("out_chain"), TL_TASK_PRETRAIN, 1, &c), TL_OK, "%s",
+               tl_last_error());
+  cr_expect_eq(c.files_total, 1, "no folder taken for a capture (got %d)", c.files_total);
+  cr_expect_eq(c.files_refused, 0);
+
+  // in/link -> a folder holding --out: the set is written, then not read back.
+  mkdir(T("elsewhere"), 0755);
+  snprintf(link, sizeof link, "%s/d00/link", root);
+  cr_assert_eq(symlink(T("elsewhere"), link), 0);
+  cr_assert_eq(run_into(start, T("elsewhere/set"), TL_TASK_PRETRAIN, 1, &c), TL_OK);
+  cr_assert_eq(run_into(start, T("elsewhere/set"), TL_TASK_PRETRAIN, 1, &c), TL_OK);
+  cr_expect_eq(c.files_total, 1, "the shards are not read as captures (got %d)", c.files_total);
 }
