@@ -72,7 +72,8 @@ struct tl_dataset_builder {
   char *out_dir, *header_policy, *tmp_dir;
   char *flow_identity; // JSON text or NULL
   int lock_fd; // flock on OUT/.tl-prep.lock: one builder per output folder
-  int made_out_dir; // OUT did not exist before this builder
+  char *made_from;  // the topmost folder of OUT this builder made (NULL: none)
+  int made_lock;    // OUT/.tl-prep.lock did not exist before this builder
   char **label_names, **source_files; // as recorded: valid UTF-8
   char **raw_source_files;            // as given
   int n_labels, n_files;
@@ -190,6 +191,32 @@ static tl_status make_dirs(const char *path) {
   return TL_OK;
 }
 
+// The topmost folder of path that does not exist yet; NULL when path exists.
+static char *first_missing_dir(const char *path) {
+  if (access(path, F_OK) == 0) return NULL;
+  char *p = tl_xstrdup(path), *top = tl_xstrdup(path);
+  for (char *slash; (slash = strrchr(p, '/')) && slash != p;) {
+    *slash = 0;
+    if (access(p, F_OK) == 0) break;
+    free(top);
+    top = tl_xstrdup(p);
+  }
+  free(p);
+  return top;
+}
+
+// Removes path and its parents while they are empty, down to a path of top_len
+// characters (the topmost folder made).
+static void remove_made_dirs(const char *path, size_t top_len) {
+  char *p = tl_xstrdup(path);
+  while (rmdir(p) == 0 && strlen(p) > top_len) {
+    char *slash = strrchr(p, '/');
+    if (!slash) break;
+    *slash = 0;
+  }
+  free(p);
+}
+
 // Copies of names as the manifest and shards record them: valid UTF-8 (names.h).
 static char **copy_names(const char *const *v, int n) {
   char **out = tl_xcalloc((size_t)(n > 0 ? n : 1), sizeof *out);
@@ -294,7 +321,8 @@ tl_dataset_builder *tl_dataset_builder_open(const tl_dataset_options *opt,
       b->res[s].slot[i].tokens = tl_xmalloc((size_t)opt->seq_len * sizeof(int32_t));
 
   // The buckets live in a private folder of out_dir: same disk as the shards.
-  b->made_out_dir = access(b->out_dir, F_OK) != 0;
+  b->made_from = first_missing_dir(b->out_dir);
+  b->made_lock = access(tl_fmt("%s/.tl-prep.lock", b->out_dir), F_OK) != 0;
   if (make_dirs(b->out_dir) != TL_OK || lock_out_dir(b) != TL_OK) goto fail;
   recover_stale_tmp_dirs(b->out_dir, 0);
   if (tl_check_out_dir(b->out_dir) != TL_OK) goto fail;
@@ -1021,12 +1049,11 @@ static void remove_tmp(tl_dataset_builder *b) {
   tl_row_shuffle_free(b->buckets);
   b->buckets = NULL;
   if (b->tmp_dir) tl_remove_flat_dir(b->tmp_dir); // with the shards of a failed finish
-  // A folder this builder made and never published into goes again, so that a
-  // failed first run leaves no empty folder (rmdir keeps one that is not empty).
-  if (b->lock_fd >= 0 && b->made_out_dir &&
-      access(tl_fmt("%s/manifest.json", b->out_dir), F_OK) != 0) {
-    unlink(tl_fmt("%s/.tl-prep.lock", b->out_dir));
-    rmdir(b->out_dir);
+  // What this builder made and never published into goes again, so that a
+  // failed run leaves no lock in a refused folder and no empty folders.
+  if (b->lock_fd >= 0 && access(tl_fmt("%s/manifest.json", b->out_dir), F_OK) != 0) {
+    if (b->made_lock) unlink(tl_fmt("%s/.tl-prep.lock", b->out_dir));
+    if (b->made_from) remove_made_dirs(b->out_dir, strlen(b->made_from));
   }
   if (b->lock_fd >= 0) close(b->lock_fd);
   b->lock_fd = -1;
@@ -1061,6 +1088,7 @@ void tl_dataset_builder_free(tl_dataset_builder *b) {
   free(b->out_dir);
   free(b->header_policy);
   free(b->flow_identity);
+  free(b->made_from);
   free(b->tmp_dir);
   free(b);
 }

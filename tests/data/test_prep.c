@@ -702,6 +702,9 @@ Test(prep_run, out_folder_files_tl_did_not_write_are_kept) {
   tl_prep_counts c;
   cr_expect_eq(run_into(T("tree_own"), dir, TL_TASK_PACKET, 1, &c), TL_ERR);
   cr_expect(strstr(tl_last_error(), "train-00007.h5"), "%s", tl_last_error());
+  char lock[700];
+  snprintf(lock, sizeof lock, "%s/.tl-prep.lock", dir);
+  cr_expect_neq(access(lock, F_OK), 0, "no lock file left in a refused folder");
   cr_expect_eq(file_bytes(user_shard, &data), 12, "the user's file is untouched");
   free(data), data = NULL;
 
@@ -842,7 +845,7 @@ Test(prep_run, a_failed_first_run_leaves_no_folder) {
   FILE *f = fopen(T("tree_empty/cls/not-a-capture.pcap"), "w");
   fputs("hello\n", f);
   fclose(f);
-  cr_expect_eq(run_into(empty, T("out_never"), TL_TASK_PACKET, 1, NULL), TL_ERR);
+  cr_expect_eq(run_into(empty, T("out_never/a/b"), TL_TASK_PACKET, 1, NULL), TL_ERR);
   cr_expect_neq(access(T("out_never"), F_OK), 0, "no folder left: %s", tl_last_error());
 }
 
