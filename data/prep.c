@@ -639,7 +639,8 @@ static tl_status check_options(const tl_prep_options *o) {
       {"burst-packets", o->burst_packets, 1, TL_PREP_MAX_PACKETS},
       {"min-payload", o->flow.min_payload, 0, none},
       {"rows-per-shard", o->ds.rows_per_shard, 1, none},
-      {"seq-len", o->ds.seq_len, 2, TL_PREP_MAX_SEQ_LEN},
+      // A pair needs [CLS] a [SEP] b [SEP]; a classification row [CLS] and a token.
+      {"seq-len", o->ds.seq_len, o->ds.task == TL_TASK_PRETRAIN ? 5 : 2, TL_PREP_MAX_SEQ_LEN},
       {"packet-bytes", o->ds.packet_bytes, 0, TL_PREP_MAX_PACKET_BYTES},
       {"max-per-class", o->ds.max_per_class, 0, none},
       {"min-per-class", o->ds.min_per_class, 0, none},
@@ -647,6 +648,15 @@ static tl_status check_options(const tl_prep_options *o) {
        TL_PREP_MAX_PACKETS},
       {"compress", o->ds.compress, 0, 9},
   };
+  if (!o->out_dir || !o->out_dir[0]) {
+    tl_set_error("--out: expected the folder the shards go to");
+    return TL_ERR;
+  }
+  if (o->ds.packet_bytes == 1) { // a bigram needs two bytes: rows would hold [CLS] alone
+    tl_set_error("--packet-bytes 1: expected 0 (whole packets) or 2 to %d",
+                 TL_PREP_MAX_PACKET_BYTES);
+    return TL_ERR;
+  }
   for (size_t i = 0; i < sizeof checks / sizeof *checks; i++) {
     if (checks[i].value >= checks[i].min && checks[i].value <= checks[i].max) continue;
     if (checks[i].max < none)
@@ -671,6 +681,7 @@ static void warn_unused_options(const tl_prep_options *o) {
       {"--flow-packets", o->ds.flow_packets != d.ds.flow_packets, o->ds.task == TL_TASK_FLOW},
       {"--labels", o->labels_csv != NULL, !pretrain},
       {"--min-per-class", o->ds.min_per_class != d.ds.min_per_class, !pretrain},
+      {"--min-payload", o->flow.min_payload != d.flow.min_payload, !pretrain},
   };
   for (size_t i = 0; i < sizeof opts / sizeof *opts; i++)
     if (opts[i].set && !opts[i].used)

@@ -546,6 +546,15 @@ Test(prep_run, out_of_range_options_and_fifos_are_refused) {
   cr_expect_eq(tl_prep_set_option(&o, "reorder_window", "100000000", "run.yaml:3"), TL_ERR);
   cr_expect_eq(tl_prep_set_option(&o, "flow_packets", "1025", "--flow-packets"), TL_ERR);
   cr_expect_eq(tl_prep_set_option(&o, "seq_len", "65536", "--seq-len"), TL_OK);
+  o.ds.packet_bytes = 1; // a bigram needs two bytes
+  cr_expect_eq(tl_prep_run(&o, NULL, NULL), TL_ERR);
+  cr_expect(strstr(tl_last_error(), "--packet-bytes 1: expected 0"), "%s", tl_last_error());
+  o.ds.packet_bytes = 64;
+  o.ds.task = TL_TASK_PRETRAIN;
+  o.ds.seq_len = 4; // too short for [CLS] a [SEP] b [SEP]
+  cr_expect_eq(tl_prep_run(&o, NULL, NULL), TL_ERR);
+  cr_expect(strstr(tl_last_error(), "--seq-len 4: expected a number from 5"), "%s",
+            tl_last_error());
   tl_prep_options_free(&o);
 
   // A FIFO among the captures is refused at once instead of blocking the run.
