@@ -97,6 +97,7 @@ struct tl_dataset_builder {
   int64_t negative_debt[TL_NUM_SPLITS]; // negatives owed (the reservoir had none)
   int next_label[TL_NUM_SPLITS];        // 0: draw a coin; 1 + label: give that label
   int64_t pairs[2], skipped_bursts;
+  int64_t split_pairs[TL_NUM_SPLITS][2]; // pairs by split and label
 
   // decided at finish()
   int *new_label;        // [n_classes] label in the shards, -1 when dropped
@@ -588,6 +589,7 @@ tl_status tl_dataset_add_burst(tl_dataset_builder *b, uint64_t flow_id, int file
   len += b_keep;
   b->row[len++] = TL_TOK_SEP;
   b->pairs[label]++;
+  b->split_pairs[split][label]++;
 
   remember_half(b, split, flow_id, own_b, own_b_len);
   tl_spool_row h = {.flow_id = flow_id, .file_index = file_index, .label = label,
@@ -981,14 +983,21 @@ static tl_status write_manifest(tl_dataset_builder *b, const char **kept_names, 
 
 // An other-origin pair needs a burst of another flow in the same split. With
 // one flow, or a split of few flows, most pairs are same-origin, and the
-// same-origin objective can be met by always answering "same".
+// same-origin objective can be met by always answering "same"; a split with
+// no pairs at all gives no validation or test figure.
 static void warn_unbalanced_pairs(const tl_dataset_builder *b) {
-  int64_t total = b->pairs[0] + b->pairs[1];
-  if (b->opt.task != TL_TASK_PRETRAIN || total == 0 || b->pairs[1] >= 0.4 * (double)total)
-    return;
-  tl_warn("pairs: only %lld of %lld are other-origin (aim: half): other-origin pairs need "
-          "bursts of other flows in the same split; add captures with more flows",
-          (long long)b->pairs[1], (long long)total);
+  if (b->opt.task != TL_TASK_PRETRAIN) return;
+  for (int s = 0; s < TL_NUM_SPLITS; s++) {
+    const int64_t *p = b->split_pairs[s];
+    int64_t total = p[0] + p[1];
+    if (total == 0 && b->opt.split_ratio[s] > 0)
+      tl_warn("pairs in %s: none: too few flows to split; add captures with more flows",
+              g_split_names[s]);
+    else if (total > 0 && (double)p[1] < 0.4 * (double)total)
+      tl_warn("pairs in %s: only %lld of %lld are other-origin (aim: half): other-origin "
+              "pairs need bursts of other flows in the same split; add captures with more "
+              "flows", g_split_names[s], (long long)p[1], (long long)total);
+  }
 }
 
 static void log_summary(const tl_dataset_builder *b) {

@@ -788,7 +788,8 @@ Test(prep_run, one_flow_pretraining_warns_of_unbalanced_pairs) {
   fflush(stderr);
   char text[4096] = {0};
   size_t n = fread(text, 1, sizeof text - 1, cr_get_redirected_stderr());
-  cr_expect(n > 0 && strstr(text, "pairs: only 0 of 1 are other-origin"), "%s", text);
+  cr_expect(n > 0 && strstr(text, "pairs in train: only 0 of 1 are other-origin"), "%s", text);
+  cr_expect(strstr(text, "pairs in test: none: too few flows"), "%s", text);
 }
 
 // --holdout-of reads the captures again by the recorded paths: two sets made
