@@ -786,10 +786,10 @@ Test(prep_run, one_flow_pretraining_warns_of_unbalanced_pairs) {
   cr_assert_eq(tl_prep_run(&o, NULL, &c), TL_OK, "%s", tl_last_error());
   tl_prep_options_free(&o);
   fflush(stderr);
-  char text[4096] = {0};
+  char text[32768] = {0};
   size_t n = fread(text, 1, sizeof text - 1, cr_get_redirected_stderr());
   cr_expect(n > 0 && strstr(text, "pairs in train: only 0 of 1 are other-origin"), "%s", text);
-  cr_expect(strstr(text, "pairs in test: none: too few flows"), "%s", text);
+  cr_expect(strstr(text, "pairs in valid: none: too few flows"), "%s", text);
 }
 
 // --holdout-of reads the captures again by the recorded paths: two sets made
