@@ -192,6 +192,19 @@ static tl_status make_dirs(const char *path) {
   return TL_OK;
 }
 
+// Whether two class names are the same as recorded (a Latin-1 "caf\xe9" and a
+// folder literally named "caf\xe9" escape alike); sets the error when so.
+static int repeated_name(char *const *names, int n) {
+  for (int i = 0; i < n; i++)
+    for (int j = i + 1; j < n; j++)
+      if (!strcmp(names[i], names[j])) {
+        tl_set_error("dataset: two classes are both named '%s' once recorded as UTF-8; "
+                     "rename one folder", names[i]);
+        return 1;
+      }
+  return 0;
+}
+
 // The topmost folder of path that does not exist yet; NULL when path exists.
 static char *first_missing_dir(const char *path) {
   if (access(path, F_OK) == 0) return NULL;
@@ -322,6 +335,7 @@ tl_dataset_builder *tl_dataset_builder_open(const tl_dataset_options *opt,
       b->res[s].slot[i].tokens = tl_xmalloc((size_t)opt->seq_len * sizeof(int32_t));
 
   // The buckets live in a private folder of out_dir: same disk as the shards.
+  if (repeated_name(b->label_names, b->n_labels)) goto fail;
   b->made_from = first_missing_dir(b->out_dir);
   b->made_lock = access(tl_fmt("%s/.tl-prep.lock", b->out_dir), F_OK) != 0;
   if (make_dirs(b->out_dir) != TL_OK || lock_out_dir(b) != TL_OK) goto fail;

@@ -175,7 +175,7 @@ static tl_status files_still_there(const tl_holdout *h, const char *dir) {
     if (stat(h->files_in[i], &st) == 0) continue;
     tl_set_error("%s: its capture %s is not found from here (%s)%s", dir, h->files_in[i],
                  strerror(errno), h->files_in[i][0] == '/' ? "" :
-                 "; relative paths count from the folder that set was made in: run there");
+                 " (relative paths count from the folder the set was made in)");
     return TL_ERR;
   }
   return TL_OK;

@@ -86,6 +86,13 @@ static int is_dir(const char *p) {
   return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+// dir/name, without a doubled slash when dir ends in one (--in caps/). Valid
+// until the next tl_fmt() call.
+static const char *join_path(const char *dir, const char *name) {
+  size_t n = strlen(dir);
+  return tl_fmt("%s%s%s", dir, n && dir[n - 1] == '/' ? "" : "/", name);
+}
+
 // Sorted entry names of a folder, dot files left out; NULL (errno set) when the
 // folder cannot be listed. Free with free_names().
 static char **dir_names(const char *dir, int *n_out) {
@@ -126,6 +133,7 @@ typedef struct {
   const volatile sig_atomic_t *stop;
   int revisits;
   int too_deep;          // paths that stat() refuses for too many links or length
+  int files_beside;      // files directly in a classification --in, not in a class
   int has_out;           // --out exists: never read it, also when a link leads in
   dev_t out_dev;
   ino_t out_ino;
@@ -178,8 +186,8 @@ static tl_status walk(tl_walk *w, const char *path, int label) {
   }
   if (seen_before(w, &st, label)) {
     if (w->revisits++ == 0)
-      tl_warn("%s: this folder was already listed (a link loop or a second link to it); "
-              "listed once", path);
+      tl_warn("%s: this folder was already listed (given twice, or reached again through a "
+              "link); listed once", path);
     return TL_OK;
   }
   int n;
@@ -190,7 +198,7 @@ static tl_status walk(tl_walk *w, const char *path, int label) {
   }
   tl_status s = TL_OK;
   for (int i = 0; i < n && s == TL_OK; i++) {
-    char *sub = tl_xstrdup(tl_fmt("%s/%s", path, names[i])); // tl_fmt's buffer is reused below
+    char *sub = tl_xstrdup(join_path(path, names[i])); // tl_fmt's buffer is reused below
     s = walk(w, sub, label);
     free(sub);
   }
@@ -228,7 +236,12 @@ static void sort_labels(tl_inputs *in) {
 // (at any depth) are its captures. Folders starting with '_' are not classes.
 static tl_status find_class_folders(const tl_prep_options *o, tl_walk *w) {
   for (int k = 0; k < o->n_in; k++) {
-    if (!is_dir(o->in[k])) {
+    struct stat st;
+    if (stat(o->in[k], &st) != 0) {
+      tl_set_error("--in %s: %s", o->in[k], strerror(errno));
+      return TL_ERR;
+    }
+    if (!S_ISDIR(st.st_mode)) {
       tl_set_error("%s: not a folder (classification wants one folder per class below it)",
                    o->in[k]);
       return TL_ERR;
@@ -241,9 +254,10 @@ static tl_status find_class_folders(const tl_prep_options *o, tl_walk *w) {
     }
     tl_status s = TL_OK;
     for (int i = 0; i < n && s == TL_OK; i++) {
-      char *sub = tl_xstrdup(tl_fmt("%s/%s", o->in[k], names[i]));
+      char *sub = tl_xstrdup(join_path(o->in[k], names[i]));
       if (!is_dir(sub)) {
         tl_debug("%s: a file beside the class folders, not used", sub);
+        w->files_beside++;
       } else if (names[i][0] == '_') {
         tl_info("%s: folder starts with '_', not a class; skipped", sub);
       } else {
@@ -322,7 +336,10 @@ static tl_status add_csv_row(void *ctx, const char *path, const char *label, int
   int keep = c->o->n_in == 0;
   for (int k = 0; k < c->o->n_in && !keep; k++)
     keep = !strncmp(path, c->o->in[k], strlen(c->o->in[k]));
-  if (keep) inputs_add(c->in, path, label_index(c->in, label));
+  struct stat st;
+  if (keep && stat(path, &st) != 0) // named here, where the CSV line is known
+    tl_warn("%s:%d: %s: %s; left out", c->o->labels_csv, line, path, strerror(errno));
+  else if (keep) inputs_add(c->in, path, label_index(c->in, label));
   else c->outside++;
   return TL_OK;
 }
@@ -362,6 +379,12 @@ static tl_status find_inputs(const tl_prep_options *o, tl_inputs *in) {
   if (w.too_deep > 1) tl_warn("%d paths skipped in all: too many links deep", w.too_deep);
   if (s != TL_OK) return s;
   if (drop_repeated_files(o->labels_csv ? o->labels_csv : "inputs", in) != TL_OK) return TL_ERR;
+  if (in->n == 0 && w.files_beside > 0) {
+    tl_set_error("no class folders below --in, only %d files: classification wants the "
+                 "captures of each class in a folder named after it (or a --labels CSV)",
+                 w.files_beside);
+    return TL_ERR;
+  }
   if (in->n == 0) {
     tl_set_error("no input files found (inputs: %d, labels: %s)", o->n_in,
                  o->labels_csv                  ? o->labels_csv
@@ -406,7 +429,7 @@ static tl_status sink_burst(void *ctx, uint64_t flow_id, const uint8_t *const *p
   if (r->holdout && tl_holdout_has(r->holdout, (int64_t)flow_id, r->file_index, &mismatch)) {
     if (mismatch) {
       tl_set_error("%s: flow %llu is not from the file --holdout-of recorded for it: "
-                   "flow ids do not line up (were the flow options different?)",
+                   "flow ids do not line up (has a capture changed since the set was made?)",
                    r->o->holdout_of, (unsigned long long)flow_id);
       return TL_ERR;
     }

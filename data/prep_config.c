@@ -233,6 +233,22 @@ static int parse_enum(const char *s, const char *choices) {
 }
 
 // Sets one option from its text; errors name `at` (a file:line or "--flag").
+// "a, b ,c" as "a,b,c": spaces around the commas of a folder list are not names.
+static char *comma_list(const char *val) {
+  char *out = tl_xmalloc(strlen(val) + 1), *o = out;
+  for (const char *p = val; *p;) {
+    p += strspn(p, " \t");
+    size_t n = strcspn(p, ",");
+    while (n && (p[n - 1] == ' ' || p[n - 1] == '\t')) n--;
+    memcpy(o, p, n);
+    o += n;
+    p += strcspn(p, ",");
+    if (*p == ',') *o++ = *p++;
+  }
+  *o = 0;
+  return out;
+}
+
 tl_status tl_prep_set_option(tl_prep_options *o, const char *key, const char *val,
                              const char *at) {
   const tl_cfg_key *k = NULL;
@@ -290,7 +306,7 @@ tl_status tl_prep_set_option(tl_prep_options *o, const char *key, const char *va
   else if (!strcmp(key, "progress")) o->progress = bv;
   else if (!strcmp(key, "reassemble")) o->reassemble = bv;
   else if (!strcmp(key, "min_payload")) o->flow.min_payload = i;
-  else if (!strcmp(key, "holdout_of")) free(o->holdout_of), o->holdout_of = tl_xstrdup(val);
+  else if (!strcmp(key, "holdout_of")) free(o->holdout_of), o->holdout_of = comma_list(val);
   return TL_OK;
 }
 

@@ -913,3 +913,47 @@ Test(prep_run, link_chains_and_the_output_behind_a_link) {
   cr_assert_eq(run_into(start, T("elsewhere/set"), TL_TASK_PRETRAIN, 1, &c), TL_OK);
   cr_expect_eq(c.files_total, 1, "the shards are not read as captures (got %d)", c.files_total);
 }
+
+// Small things a first run meets: captures directly in --in, a typo in --in,
+// "--in caps/", spaces in a --holdout-of list, two classes alike once escaped.
+Test(prep_run, first_run_messages) {
+  char flat[512], link[700];
+  snprintf(flat, sizeof flat, "%s", T("flat"));
+  mkdir(flat, 0755);
+  snprintf(link, sizeof link, "%s/ntp.pcap", flat);
+  cr_assert_eq(symlink(PCAPS "/ntp/zeek__ntp.pcap", link), 0);
+  cr_expect_eq(run_into(flat, T("out_flat"), TL_TASK_PACKET, 1, NULL), TL_ERR);
+  cr_expect(strstr(tl_last_error(), "no class folders below --in, only 1 files"), "%s",
+            tl_last_error());
+  cr_expect_eq(run_into(T("no-such-folder"), T("out_typo"), TL_TASK_PRETRAIN, 1, NULL),
+               TL_ERR);
+  cr_expect(strstr(tl_last_error(), "No such file or directory"), "%s", tl_last_error());
+
+  make_tree(T("tree_slash"));
+  char slash[600], *text = NULL;
+  snprintf(slash, sizeof slash, "%s/", T("tree_slash"));
+  cr_assert_eq(run_into(slash, T("out_slash"), TL_TASK_PACKET, 1, NULL), TL_OK);
+  cr_assert_gt(file_bytes(T("out_slash/manifest.json"), &text), 0);
+  cr_expect_null(strstr(text, "tree_slash//"), "no doubled slash in source_files");
+  free(text);
+
+  tl_prep_options o;
+  options_for(&o, TL_TASK_PRETRAIN, NULL, T("x"));
+  cr_assert_eq(tl_prep_set_option(&o, "holdout_of", " a , b ,c", "--holdout-of"), TL_OK);
+  cr_expect_str_eq(o.holdout_of, "a,b,c");
+  tl_prep_options_free(&o);
+
+  char twins[512], cls[600];
+  snprintf(twins, sizeof twins, "%s", T("twins"));
+  mkdir(twins, 0755);
+  const char *names[] = {"caf\xe9", "caf\\xe9"};
+  const char *files[] = {PCAPS "/ntp/zeek__ntp.pcap", PCAPS "/snmp/ndpi__snmp.pcap"};
+  for (int i = 0; i < 2; i++) {
+    snprintf(cls, sizeof cls, "%s/%s", twins, names[i]);
+    mkdir(cls, 0755);
+    snprintf(link, sizeof link, "%s/x.pcap", cls);
+    cr_assert_eq(symlink(files[i], link), 0);
+  }
+  cr_expect_eq(run_into(twins, T("out_twins"), TL_TASK_PACKET, 1, NULL), TL_ERR);
+  cr_expect(strstr(tl_last_error(), "two classes are both named"), "%s", tl_last_error());
+}
