@@ -74,6 +74,7 @@ struct tl_dataset_builder {
   int lock_fd; // flock on OUT/.tl-prep.lock: one builder per output folder
   char *made_from;  // the topmost folder of OUT this builder made (NULL: none)
   int made_lock;    // OUT/.tl-prep.lock did not exist before this builder
+  int published;    // this builder's set is in OUT
   char **label_names, **source_files; // as recorded: valid UTF-8
   char **raw_source_files;            // as given
   int n_labels, n_files;
@@ -205,6 +206,27 @@ static int repeated_name(char *const *names, int n) {
   return 0;
 }
 
+// path without empty or "." components ("a//b/./c/" is "a/b/c"), so that its
+// parents are found by cutting at a slash. Caller frees.
+static char *normal_dir(const char *path) {
+  char *out = tl_xmalloc(strlen(path) + 2), *o = out;
+  if (path[0] == '/') *o++ = '/';
+  for (const char *p = path; *p;) {
+    p += strspn(p, "/");
+    size_t n = strcspn(p, "/");
+    int skip = n == 0 || (n == 1 && p[0] == '.');
+    if (!skip) {
+      if (o > out && o[-1] != '/') *o++ = '/';
+      memcpy(o, p, n);
+      o += n;
+    }
+    p += n;
+  }
+  if (o == out) *o++ = '.';
+  *o = 0;
+  return out;
+}
+
 // The topmost folder of path that does not exist yet; NULL when path exists.
 static char *first_missing_dir(const char *path) {
   if (access(path, F_OK) == 0) return NULL;
@@ -311,7 +333,7 @@ tl_dataset_builder *tl_dataset_builder_open(const tl_dataset_options *opt,
   tl_dataset_builder *b = tl_xcalloc(1, sizeof *b);
   b->lock_fd = -1;
   b->opt = *opt;
-  b->out_dir = tl_xstrdup(opt->out_dir);
+  b->out_dir = normal_dir(opt->out_dir);
   b->header_policy = tl_xstrdup(opt->header_policy ? opt->header_policy : "anonymous");
   b->opt.out_dir = b->out_dir;
   b->opt.header_policy = b->header_policy;
@@ -1056,6 +1078,7 @@ tl_status tl_dataset_builder_finish(tl_dataset_builder *b, const tl_dataset_summ
   tl_status st = write_splits(b, kept_names, n_kept);
   if (st == TL_OK) st = write_manifest(b, kept_names, n_kept);
   if (st == TL_OK) st = publish_shards(b);
+  b->published = st == TL_OK;
   free(kept_names);
   if (st != TL_OK) return TL_ERR;
 
@@ -1074,7 +1097,7 @@ static void remove_tmp(tl_dataset_builder *b) {
   if (b->tmp_dir) tl_remove_flat_dir(b->tmp_dir); // with the shards of a failed finish
   // What this builder made and never published into goes again, so that a
   // failed run leaves no lock in a refused folder and no empty folders.
-  if (b->lock_fd >= 0 && access(tl_fmt("%s/manifest.json", b->out_dir), F_OK) != 0) {
+  if (b->lock_fd >= 0 && !b->published) {
     if (b->made_lock) unlink(tl_fmt("%s/.tl-prep.lock", b->out_dir));
     if (b->made_from) remove_made_dirs(b->out_dir, strlen(b->made_from));
   }

@@ -89,8 +89,9 @@ static int is_dir(const char *p) {
 // dir/name, without a doubled slash when dir ends in one (--in caps/). Valid
 // until the next tl_fmt() call.
 static const char *join_path(const char *dir, const char *name) {
-  size_t n = strlen(dir);
-  return tl_fmt("%s%s%s", dir, n && dir[n - 1] == '/' ? "" : "/", name);
+  int n = (int)strlen(dir);
+  while (n > 1 && dir[n - 1] == '/') n--;
+  return tl_fmt("%.*s%s%s", n, dir, n == 1 && dir[0] == '/' ? "" : "/", name);
 }
 
 // Sorted entry names of a folder, dot files left out; NULL (errno set) when the
@@ -297,7 +298,7 @@ static tl_status drop_repeated_files(const char *source, tl_inputs *in) {
   }
   qsort_r(order, (size_t)in->n, sizeof *order, cmp_input_key, keys);
   tl_status st = TL_OK;
-  int repeats = 0;
+  int repeats = 0, named_twice = 0;
   for (int k = 1; k < in->n && st == TL_OK; k++) {
     const tl_input *a = &in->v[order[k - 1]], *b = &in->v[order[k]];
     if (strcmp(keys[order[k - 1]], keys[order[k]])) continue;
@@ -305,6 +306,9 @@ static tl_status drop_repeated_files(const char *source, tl_inputs *in) {
       tl_set_error("%s: %s and %s are the same file with two labels", source, a->path,
                    b->path);
       st = TL_ERR;
+    } else if (!strcmp(a->path, b->path)) { // one folder given twice: said once, below
+      named_twice++;
+      drop[order[k]] = 1;
     } else {
       if (++repeats <= 5) tl_warn("%s: %s is the same file as %s; read once", source, b->path,
                                   a->path);
@@ -312,6 +316,9 @@ static tl_status drop_repeated_files(const char *source, tl_inputs *in) {
     }
   }
   if (repeats > 5) tl_warn("%s: %d more repeated files, each read once", source, repeats - 5);
+  if (named_twice)
+    tl_warn("%s: %d files are named twice (an input given twice, or --in holding the "
+            "--holdout-of set's captures); each is read once", source, named_twice);
   int n = 0;
   for (int i = 0; i < in->n; i++) {
     free(keys[i]);
@@ -781,6 +788,23 @@ static tl_flow_identity identity_of(const tl_prep_options *o) {
 // no longer line up and held-out flows could slip in: the set's options win.
 static void adopt_identity(tl_prep_options *o, const tl_flow_identity *set) {
   tl_flow_identity given = identity_of(o);
+  tl_prep_options d;
+  tl_prep_options_default(&d, o->ds.task);
+  tl_flow_identity def = identity_of(&d);
+  tl_prep_options_free(&d);
+  // A value the user set (not the default) that the set overrides is worth a warning.
+  struct { const char *name; double given, set, def; } v[] = {
+      {"idle-timeout", given.idle_timeout_s, set->idle_timeout_s, def.idle_timeout_s},
+      {"close-linger", given.close_linger_s, set->close_linger_s, def.close_linger_s},
+      {"max-flows", given.max_flows, set->max_flows, def.max_flows},
+      {"flow-key-vlan", given.key_vlan, set->key_vlan, def.key_vlan},
+      {"reorder-window", given.reorder_window, set->reorder_window, def.reorder_window},
+      {"reassemble", given.reassemble, set->reassemble, def.reassemble},
+  };
+  for (size_t i = 0; i < sizeof v / sizeof *v; i++)
+    if (v[i].given != v[i].set && v[i].given != v[i].def)
+      tl_warn("--%s %g is not used: --holdout-of cuts flows as its set did (%g), so that "
+              "flow ids line up", v[i].name, v[i].given, v[i].set);
   if (!tl_flow_identity_equal(&given, set))
     tl_info("--holdout-of: flow options taken from the held-out set (idle_timeout %g, "
             "close_linger %g, max_flows %d, flow_key_vlan %d, reorder_window %d, "

@@ -727,6 +727,7 @@ Test(prep_run, out_folder_files_tl_did_not_write_are_kept) {
   write_text(user_manifest, "{\"format_version\": \"2.1\"}\n");
   cr_expect_eq(run_into(T("tree_own"), dir, TL_TASK_PACKET, 1, &c), TL_ERR);
   cr_expect(strstr(tl_last_error(), "not a tl-prep manifest"), "%s", tl_last_error());
+  cr_expect_neq(access(lock, F_OK), 0, "no lock file left beside another tool's manifest");
 
   unlink(user_manifest);
   snprintf(notes, sizeof notes, "%s/notes.txt", dir);
@@ -855,8 +856,11 @@ Test(prep_run, a_failed_first_run_leaves_no_folder) {
   FILE *f = fopen(T("tree_empty/cls/not-a-capture.pcap"), "w");
   fputs("hello\n", f);
   fclose(f);
-  cr_expect_eq(run_into(empty, T("out_never/a/b"), TL_TASK_PACKET, 1, NULL), TL_ERR);
-  cr_expect_neq(access(T("out_never"), F_OK), 0, "no folder left: %s", tl_last_error());
+  const char *outs[] = {"out_never/a/b", "out_never/a/b/", "out_never//a/./b"};
+  for (int i = 0; i < 3; i++) {
+    cr_expect_eq(run_into(empty, T(outs[i]), TL_TASK_PACKET, 1, NULL), TL_ERR);
+    cr_expect_neq(access(T("out_never"), F_OK), 0, "%s: a folder is left", outs[i]);
+  }
 }
 
 // --in with --holdout-of: more captures are pre-trained on after the set's own
@@ -931,7 +935,7 @@ Test(prep_run, first_run_messages) {
 
   make_tree(T("tree_slash"));
   char slash[600], *text = NULL;
-  snprintf(slash, sizeof slash, "%s/", T("tree_slash"));
+  snprintf(slash, sizeof slash, "%s//", T("tree_slash"));
   cr_assert_eq(run_into(slash, T("out_slash"), TL_TASK_PACKET, 1, NULL), TL_OK);
   cr_assert_gt(file_bytes(T("out_slash/manifest.json"), &text), 0);
   cr_expect_null(strstr(text, "tree_slash//"), "no doubled slash in source_files");
