@@ -72,7 +72,7 @@ struct tl_dataset_builder {
   char *out_dir, *header_policy, *tmp_dir;
   char *flow_identity; // JSON text or NULL
   int lock_fd; // flock on OUT/.tl-prep.lock: one builder per output folder
-  char *made_from;  // the topmost folder of OUT this builder made (NULL: none)
+  char *made_from;  // the first (topmost) folder of OUT this builder made (NULL: none)
   int made_lock;    // OUT/.tl-prep.lock did not exist before this builder
   int published;    // this builder's set is in OUT
   char **label_names, **source_files; // as recorded: valid UTF-8
@@ -165,7 +165,8 @@ static tl_status check_options(const tl_dataset_options *o) {
     return TL_ERR;
   }
   if (o->rows_per_shard <= 0 || o->packet_bytes < 0 || o->max_per_class < 0 ||
-      o->min_per_class < 0 || o->compress < 0 || o->compress > 9 || (o->task == TL_TASK_FLOW && o->flow_packets <= 0) ||
+      o->min_per_class < 0 || o->compress < 0 || o->compress > 9 ||
+      (o->task == TL_TASK_FLOW && o->flow_packets <= 0) ||
       (o->split < TL_SPLIT_BY_FLOW || o->split > TL_SPLIT_BY_PACKET)) {
     tl_set_error("dataset: rows_per_shard, flow_packets must be positive, caps and "
                  "packet_bytes non-negative, compress 0 to 9, split a known policy");
@@ -174,14 +175,18 @@ static tl_status check_options(const tl_dataset_options *o) {
   return TL_OK;
 }
 
-// mkdir -p: creates each missing component of path.
-static tl_status make_dirs(const char *path) {
+// mkdir -p: creates each missing component of path. *made_from is the first
+// folder it created (caller frees), or NULL when path existed.
+static tl_status make_dirs(const char *path, char **made_from) {
   char *p = tl_xstrdup(path);
+  *made_from = NULL;
   for (char *s = p + 1;; s++) {
     if (*s != '/' && *s != '\0') continue;
     char c = *s;
     *s = '\0';
-    if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+    if (mkdir(p, 0755) == 0) {
+      if (!*made_from) *made_from = tl_xstrdup(p);
+    } else if (errno != EEXIST) {
       tl_set_error("%s: cannot create directory: %s", p, strerror(errno));
       free(p);
       return TL_ERR;
@@ -225,20 +230,6 @@ static char *normal_dir(const char *path) {
   if (o == out) *o++ = '.';
   *o = 0;
   return out;
-}
-
-// The topmost folder of path that does not exist yet; NULL when path exists.
-static char *first_missing_dir(const char *path) {
-  if (access(path, F_OK) == 0) return NULL;
-  char *p = tl_xstrdup(path), *top = tl_xstrdup(path);
-  for (char *slash; (slash = strrchr(p, '/')) && slash != p;) {
-    *slash = 0;
-    if (access(p, F_OK) == 0) break;
-    free(top);
-    top = tl_xstrdup(p);
-  }
-  free(p);
-  return top;
 }
 
 // Removes path and its parents while they are empty, down to a path of top_len
@@ -358,9 +349,8 @@ tl_dataset_builder *tl_dataset_builder_open(const tl_dataset_options *opt,
 
   // The buckets live in a private folder of out_dir: same disk as the shards.
   if (repeated_name(b->label_names, b->n_labels)) goto fail;
-  b->made_from = first_missing_dir(b->out_dir);
   b->made_lock = access(tl_fmt("%s/.tl-prep.lock", b->out_dir), F_OK) != 0;
-  if (make_dirs(b->out_dir) != TL_OK || lock_out_dir(b) != TL_OK) goto fail;
+  if (make_dirs(b->out_dir, &b->made_from) != TL_OK || lock_out_dir(b) != TL_OK) goto fail;
   recover_stale_tmp_dirs(b->out_dir, 0);
   if (tl_check_out_dir(b->out_dir) != TL_OK) goto fail;
   b->tmp_dir = tl_xstrdup(tl_fmt("%s/.tl-prep-XXXXXX", b->out_dir));
@@ -398,9 +388,10 @@ tl_status tl_dataset_builder_set_vocab(tl_dataset_builder *b, const char *path) 
 // comment): by its flow, its file, or the row itself (its flow and index in it).
 static int pretrain_split(const tl_dataset_builder *b, uint64_t flow_id, int file_index,
                           int64_t index_in_flow) {
-  uint64_t unit = b->opt.split == TL_SPLIT_BY_FLOW   ? flow_id
-                  : b->opt.split == TL_SPLIT_BY_FILE ? (uint64_t)(uint32_t)file_index
-                                                     : tl_split_hash(flow_id, (uint64_t)index_in_flow);
+  uint64_t unit = b->opt.split == TL_SPLIT_BY_FLOW ? flow_id
+                  : b->opt.split == TL_SPLIT_BY_FILE
+                      ? (uint64_t)(uint32_t)file_index
+                      : tl_split_hash(flow_id, (uint64_t)index_in_flow);
   uint64_t stream = STREAM_UNIT + (uint64_t)b->opt.split;
   return tl_split_of_hash(tl_split_hash(b->opt.seed ^ stream, unit), b->opt.split_ratio);
 }

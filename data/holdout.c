@@ -10,14 +10,33 @@
 #include "data/names.h"
 #include "data/shards.h"
 
+// The fields of a flow identity, in the order of tl_flow_identity_values().
+static const struct {
+  const char *key; // in the manifest's "flow_identity"
+  bool is_bool;
+} g_identity_fields[TL_FLOW_IDENTITY_FIELDS] = {
+    {"idle_timeout", false},  {"close_linger", false},   {"max_flows", false},
+    {"flow_key_vlan", true}, {"reorder_window", false}, {"reassemble", true},
+};
+
+const char *tl_flow_identity_key(int i) { return g_identity_fields[i].key; }
+
+void tl_flow_identity_values(const tl_flow_identity *id, double v[TL_FLOW_IDENTITY_FIELDS]) {
+  const double values[TL_FLOW_IDENTITY_FIELDS] = {
+      id->idle_timeout_s, id->close_linger_s,  id->max_flows,
+      id->key_vlan,       id->reorder_window, id->reassemble};
+  memcpy(v, values, sizeof values);
+}
+
 char *tl_flow_identity_json(const tl_flow_identity *id) {
+  double v[TL_FLOW_IDENTITY_FIELDS];
+  tl_flow_identity_values(id, v);
   cJSON *o = cJSON_CreateObject();
-  cJSON_AddNumberToObject(o, "idle_timeout", id->idle_timeout_s);
-  cJSON_AddNumberToObject(o, "close_linger", id->close_linger_s);
-  cJSON_AddNumberToObject(o, "max_flows", id->max_flows);
-  cJSON_AddBoolToObject(o, "flow_key_vlan", id->key_vlan);
-  cJSON_AddNumberToObject(o, "reorder_window", id->reorder_window);
-  cJSON_AddBoolToObject(o, "reassemble", id->reassemble);
+  for (int i = 0; i < TL_FLOW_IDENTITY_FIELDS; i++) {
+    const char *key = g_identity_fields[i].key;
+    if (g_identity_fields[i].is_bool) cJSON_AddBoolToObject(o, key, v[i] != 0);
+    else cJSON_AddNumberToObject(o, key, v[i]);
+  }
   char *text = cJSON_PrintUnformatted(o);
   cJSON_Delete(o);
   return text;
@@ -34,13 +53,12 @@ static bool number_at(const cJSON *o, const char *key, double *v) {
 // Reads the set's "flow_identity"; a set without one cannot be lined up safely.
 static tl_status read_identity(tl_flow_identity *id, const cJSON *m, const char *path) {
   const cJSON *o = cJSON_GetObjectItemCaseSensitive(m, "flow_identity");
-  double v[6];
-  static const char *const keys[] = {"idle_timeout", "close_linger", "max_flows",
-                                     "flow_key_vlan", "reorder_window", "reassemble"};
-  for (int k = 0; k < 6; k++) {
-    if (number_at(o, keys[k], &v[k])) continue;
+  double v[TL_FLOW_IDENTITY_FIELDS];
+  for (int i = 0; i < TL_FLOW_IDENTITY_FIELDS; i++) {
+    if (number_at(o, g_identity_fields[i].key, &v[i])) continue;
     tl_set_error("%s: no flow_identity.%s: the set was made by an earlier tl-prep, so its "
-                 "flow ids cannot be matched safely; make it again", path, keys[k]);
+                 "flow ids cannot be matched safely; make it again", path,
+                 g_identity_fields[i].key);
     return TL_ERR;
   }
   *id = (tl_flow_identity){v[0], v[1], (int)v[2], (int)v[3], (int)v[4], (int)v[5]};
@@ -48,9 +66,10 @@ static tl_status read_identity(tl_flow_identity *id, const cJSON *m, const char 
 }
 
 bool tl_flow_identity_equal(const tl_flow_identity *a, const tl_flow_identity *b) {
-  return a->idle_timeout_s == b->idle_timeout_s && a->close_linger_s == b->close_linger_s &&
-         a->max_flows == b->max_flows && a->key_vlan == b->key_vlan &&
-         a->reorder_window == b->reorder_window && a->reassemble == b->reassemble;
+  double va[TL_FLOW_IDENTITY_FIELDS], vb[TL_FLOW_IDENTITY_FIELDS];
+  tl_flow_identity_values(a, va);
+  tl_flow_identity_values(b, vb);
+  return !memcmp(va, vb, sizeof va);
 }
 
 // Names that were not valid UTF-8 are recorded escaped, their bytes in

@@ -19,6 +19,12 @@ typedef struct {
   int max_flows, key_vlan, reorder_window, reassemble;
 } tl_flow_identity;
 
+// The fields as numbers, in one order, and each field's manifest key
+// ("idle_timeout", ...): what is compared, written and named in messages.
+enum { TL_FLOW_IDENTITY_FIELDS = 6 };
+void tl_flow_identity_values(const tl_flow_identity *id, double v[TL_FLOW_IDENTITY_FIELDS]);
+const char *tl_flow_identity_key(int i);
+
 // The manifest's "flow_identity" object as JSON text. Caller frees.
 char *tl_flow_identity_json(const tl_flow_identity *id);
 bool tl_flow_identity_equal(const tl_flow_identity *a, const tl_flow_identity *b);

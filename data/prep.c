@@ -658,25 +658,17 @@ static void print_summary(FILE *f, const tl_prep_options *o, const tl_inputs *in
 // --- run --------------------------------------------------------------------
 
 // One line naming the first option out of range, before any file is touched.
-// The same ranges as the config keys (prep_config.c), for library callers.
+// The ranges are the config keys' (prep_config.c), so library callers meet the
+// same bounds as flags and YAML.
 static tl_status check_options(const tl_prep_options *o) {
-  const double none = 1e18;
-  struct { const char *name; double value, min, max; } checks[] = {
-      {"max-flows", o->flow.max_flows, 1, none},
-      {"reorder-window", o->flow.reorder_window, 0, TL_PREP_MAX_REORDER_WINDOW},
-      {"idle-timeout", o->flow.idle_timeout_s, 0, none},
-      {"close-linger", o->flow.close_linger_s, 0, none},
-      {"burst-packets", o->burst_packets, 1, TL_PREP_MAX_PACKETS},
-      {"min-payload", o->flow.min_payload, 0, none},
-      {"rows-per-shard", o->ds.rows_per_shard, 1, none},
-      // A pair needs [CLS] a [SEP] b [SEP]; a classification row [CLS] and a token.
-      {"seq-len", o->ds.seq_len, o->ds.task == TL_TASK_PRETRAIN ? 5 : 2, TL_PREP_MAX_SEQ_LEN},
-      {"packet-bytes", o->ds.packet_bytes, 0, TL_PREP_MAX_PACKET_BYTES},
-      {"max-per-class", o->ds.max_per_class, 0, none},
-      {"min-per-class", o->ds.min_per_class, 0, none},
-      {"flow-packets", o->ds.task == TL_TASK_FLOW ? o->ds.flow_packets : 1, 1,
-       TL_PREP_MAX_PACKETS},
-      {"compress", o->ds.compress, 0, 9},
+  struct { const char *key; double value; } checks[] = {
+      {"max_flows", o->flow.max_flows},       {"reorder_window", o->flow.reorder_window},
+      {"idle_timeout", o->flow.idle_timeout_s}, {"close_linger", o->flow.close_linger_s},
+      {"burst_packets", o->burst_packets},    {"min_payload", o->flow.min_payload},
+      {"rows_per_shard", o->ds.rows_per_shard}, {"seq_len", o->ds.seq_len},
+      {"packet_bytes", o->ds.packet_bytes},   {"max_per_class", o->ds.max_per_class},
+      {"min_per_class", o->ds.min_per_class}, {"compress", o->ds.compress},
+      {"flow_packets", o->ds.task == TL_TASK_FLOW ? o->ds.flow_packets : 1},
   };
   if (!o->out_dir || !o->out_dir[0]) {
     tl_set_error("--out: expected the folder the shards go to");
@@ -688,13 +680,18 @@ static tl_status check_options(const tl_prep_options *o) {
     return TL_ERR;
   }
   for (size_t i = 0; i < sizeof checks / sizeof *checks; i++) {
-    if (checks[i].value >= checks[i].min && checks[i].value <= checks[i].max) continue;
-    if (checks[i].max < none)
-      tl_set_error("--%s %g: expected a number from %g to %g", checks[i].name, checks[i].value,
-                   checks[i].min, checks[i].max);
+    double lo, hi, v = checks[i].value;
+    tl_prep_key_range(checks[i].key, &lo, &hi);
+    // A pair needs [CLS] a [SEP] b [SEP]; a classification row [CLS] and a token.
+    if (!strcmp(checks[i].key, "seq_len") && o->ds.task == TL_TASK_PRETRAIN) lo = 5;
+    if (v >= lo && v <= hi) continue;
+    char flag[32]; // the key as its flag: seq_len is --seq-len
+    snprintf(flag, sizeof flag, "%s", checks[i].key);
+    for (char *p = flag; *p; p++) *p = *p == '_' ? '-' : *p;
+    if (hi < 1e9)
+      tl_set_error("--%s %g: expected a number from %g to %g", flag, v, lo, hi);
     else
-      tl_set_error("--%s %g: expected a number >= %g", checks[i].name, checks[i].value,
-                   checks[i].min);
+      tl_set_error("--%s %g: expected a number >= %g", flag, v, lo);
     return TL_ERR;
   }
   return TL_OK;
@@ -793,18 +790,14 @@ static void adopt_identity(tl_prep_options *o, const tl_flow_identity *set) {
   tl_flow_identity def = identity_of(&d);
   tl_prep_options_free(&d);
   // A value the user set (not the default) that the set overrides is worth a warning.
-  struct { const char *name; double given, set, def; } v[] = {
-      {"idle-timeout", given.idle_timeout_s, set->idle_timeout_s, def.idle_timeout_s},
-      {"close-linger", given.close_linger_s, set->close_linger_s, def.close_linger_s},
-      {"max-flows", given.max_flows, set->max_flows, def.max_flows},
-      {"flow-key-vlan", given.key_vlan, set->key_vlan, def.key_vlan},
-      {"reorder-window", given.reorder_window, set->reorder_window, def.reorder_window},
-      {"reassemble", given.reassemble, set->reassemble, def.reassemble},
-  };
-  for (size_t i = 0; i < sizeof v / sizeof *v; i++)
-    if (v[i].given != v[i].set && v[i].given != v[i].def)
-      tl_warn("--%s %g is not used: --holdout-of cuts flows as its set did (%g), so that "
-              "flow ids line up", v[i].name, v[i].given, v[i].set);
+  double vg[TL_FLOW_IDENTITY_FIELDS], vs[TL_FLOW_IDENTITY_FIELDS], vd[TL_FLOW_IDENTITY_FIELDS];
+  tl_flow_identity_values(&given, vg);
+  tl_flow_identity_values(set, vs);
+  tl_flow_identity_values(&def, vd);
+  for (int i = 0; i < TL_FLOW_IDENTITY_FIELDS; i++)
+    if (vg[i] != vs[i] && vg[i] != vd[i])
+      tl_warn("%s %g is not used: --holdout-of cuts flows as its set did (%g), so that "
+              "flow ids line up", tl_flow_identity_key(i), vg[i], vs[i]);
   if (!tl_flow_identity_equal(&given, set))
     tl_info("--holdout-of: flow options taken from the held-out set (idle_timeout %g, "
             "close_linger %g, max_flows %d, flow_key_vlan %d, reorder_window %d, "

@@ -56,6 +56,10 @@ tl_status tl_prep_config_load(const char *path, tl_prep_options *o);
 tl_status tl_prep_set_option(tl_prep_options *o, const char *key, const char *val,
                              const char *at);
 
+// The range a numeric option accepts, from the config key table: whole-number
+// keys their own, other numbers >= 0; *hi is 1e9 where no bound is set.
+void tl_prep_key_range(const char *key, double *lo, double *hi);
+
 // Sets the split ratio from three numbers (normalised to sum 1).
 tl_status tl_prep_set_ratio(tl_prep_options *o, char *const *v, int n, const char *at);
 

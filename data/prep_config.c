@@ -249,6 +249,16 @@ static char *comma_list(const char *val) {
   return out;
 }
 
+void tl_prep_key_range(const char *key, double *lo, double *hi) {
+  *lo = 0;
+  *hi = 1e9;
+  for (int i = 0; i < N_KEYS; i++) {
+    if (strcmp(g_keys[i].name, key) != 0 || g_keys[i].kind != K_INT) continue;
+    *lo = g_keys[i].lo;
+    if (g_keys[i].hi) *hi = g_keys[i].hi;
+  }
+}
+
 tl_status tl_prep_set_option(tl_prep_options *o, const char *key, const char *val,
                              const char *at) {
   const tl_cfg_key *k = NULL;
@@ -273,7 +283,8 @@ tl_status tl_prep_set_option(tl_prep_options *o, const char *key, const char *va
   if (k->kind == K_ENUM && (ev = parse_enum(val, k->choices)) < 0) want = k->choices;
   if (want) {
     // A flag names itself ("--compress: ..."); a config line or --set, the key.
-    if (at[0] == '-' && strcmp(at, "--set") != 0) tl_set_error("%s: expected %s, got '%s'", at, want, val);
+    if (at[0] == '-' && strcmp(at, "--set") != 0)
+      tl_set_error("%s: expected %s, got '%s'", at, want, val);
     else tl_set_error("%s: %s: expected %s, got '%s'", at, key, want, val);
     return TL_ERR;
   }

@@ -778,18 +778,25 @@ Test(prep_run, names_that_are_not_utf8_are_escaped) {
   cr_expect_eq(c.files_read, 2, "both captures opened again (refused: %d)", c.files_refused);
 }
 
+// Runs o (which it frees) with stderr redirected (the test calls
+// cr_redirect_stderr() first); returns what was printed, in a static buffer.
+static const char *run_for_warnings(tl_prep_options *o) {
+  static char text[32768];
+  cr_assert_eq(tl_prep_run(o, NULL, NULL), TL_OK, "%s", tl_last_error());
+  tl_prep_options_free(o);
+  fflush(stderr);
+  size_t n = fread(text, 1, sizeof text - 1, cr_get_redirected_stderr());
+  text[n] = 0;
+  return text;
+}
+
 // Pre-training on one flow gives only same-origin pairs; that is said.
 Test(prep_run, one_flow_pretraining_warns_of_unbalanced_pairs) {
   cr_redirect_stderr();
   tl_prep_options o;
   options_for(&o, TL_TASK_PRETRAIN, PCAPS "/ntp/ndpi__NTPv2.pcap", T("out_one_flow"));
-  tl_prep_counts c;
-  cr_assert_eq(tl_prep_run(&o, NULL, &c), TL_OK, "%s", tl_last_error());
-  tl_prep_options_free(&o);
-  fflush(stderr);
-  char text[32768] = {0};
-  size_t n = fread(text, 1, sizeof text - 1, cr_get_redirected_stderr());
-  cr_expect(n > 0 && strstr(text, "pairs in train: only 0 of 1 are other-origin"), "%s", text);
+  const char *text = run_for_warnings(&o);
+  cr_expect(strstr(text, "pairs in train: only 0 of 1 are other-origin"), "%s", text);
   cr_expect(strstr(text, "pairs in valid: none: too few flows"), "%s", text);
 }
 
@@ -837,13 +844,8 @@ Test(prep_run, options_a_task_does_not_use_are_named) {
   options_for(&o, TL_TASK_PACKET, T("tree_unused"), T("out_unused"));
   o.ds.min_per_class = 1;
   o.ds.flow_packets = 9;
-  cr_assert_eq(tl_prep_run(&o, NULL, NULL), TL_OK, "%s", tl_last_error());
-  tl_prep_options_free(&o);
-  fflush(stderr);
-  char text[8192] = {0};
-  size_t n = fread(text, 1, sizeof text - 1, cr_get_redirected_stderr());
-  cr_expect(n > 0 && strstr(text, "--flow-packets does not apply to --task packet"), "%s",
-            text);
+  const char *text = run_for_warnings(&o);
+  cr_expect(strstr(text, "--flow-packets does not apply to --task packet"), "%s", text);
   cr_expect(!strstr(text, "--burst-packets"), "only options set away from their default");
 }
 
